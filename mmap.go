@@ -1,0 +1,330 @@
+package mpmc
+
+// Segment creation, validation and mapping.
+//
+// The segment is one file. Every offset below is from the start of the file;
+// every multi-byte field is in the creating machine's byte order (checked on
+// Open) and naturally aligned. LAYOUT.md describes the same layout for
+// programs written in other languages.
+//
+//	offset  size  field
+//	0x000   128   identity: magic, version, geometry, creation, ready marker,
+//	              shutdown flag (written once, read on every operation)
+//	0x080   128   enqueuePos  uint64 (next position a producer claims)
+//	0x100   128   dequeuePos  uint64 (next position a consumer takes)
+//	0x180   128   notEmpty: futex uint32, waiter bitmap [2]uint64 (consumers)
+//	0x200   128   notFull:  futex uint32, waiter bitmap [2]uint64 (producers)
+//	0x280   384   counters: rare events (sleeps, wake-ups, recoveries)
+//	0x400   8192  participants: 128 entries of 64 bytes
+//	0x2400  ...   slots: capacity x slotStride bytes
+//
+// The hot words (enqueuePos, dequeuePos, each wait side) sit 128 bytes apart
+// so that neither a cache line nor an adjacent-line prefetch pair is shared
+// between them.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"os"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	segmentMagic    = 0x434D504D514D4853 // "SHMQMPMC" read as a little-endian uint64
+	versionMajor    = 1
+	versionMinor    = 0
+	byteOrderMark   = 0x01020304
+	readyMarker     = 0x59444552 // "REDY"
+	maxParticipants = 128
+	participantSize = 64
+	slotHeaderSize  = 16
+	slotAlign       = 64
+
+	// Identity block.
+	offMagic           = 0x00 // uint64
+	offVersionMajor    = 0x08 // uint16
+	offVersionMinor    = 0x0A // uint16
+	offHeaderSize      = 0x0C // uint32: offset of the first slot
+	offByteOrder       = 0x10 // uint32: byteOrderMark as written by the creator
+	offWordSize        = 0x14 // uint32: 8
+	offCapacity        = 0x18 // uint64
+	offSlotSize        = 0x20 // uint64
+	offSlotStride      = 0x28 // uint64
+	offTotalSize       = 0x30 // uint64: file size
+	offCreatedNano     = 0x38 // int64: unix nanoseconds
+	offCreatorPid      = 0x40 // int64
+	offMaxParticipants = 0x48 // uint32
+	offParticipantSize = 0x4C // uint32
+	offParticipants    = 0x50 // uint64: offset of the participants table
+	offReady           = 0x58 // uint32: readyMarker once the segment is usable
+	offShutdown        = 0x5C // uint32: non-zero once Shutdown was called
+
+	offEnqueuePos = 0x080
+	offDequeuePos = 0x100
+	offNotEmpty   = 0x180
+	offNotFull    = 0x200
+	offCounters   = 0x280
+
+	// Within a wait side.
+	sideFutex   = 0x00 // uint32, bumped by every wake-up
+	sideWaiters = 0x08 // [2]uint64: bit i set while participant i sleeps
+
+	participantsOffset = 0x400
+	headerSize         = participantsOffset + maxParticipants*participantSize // 0x2400
+
+	// Limits that keep every size computation far from overflow.
+	maxCapacity = 1 << 30
+	maxSlotSize = 1 << 30
+	maxSegment  = 1 << 40
+
+	// How long Open waits for a segment that another process is still
+	// creating.
+	openInitWait = 2 * time.Second
+)
+
+// Counters: uint64 each, at offCounters + 8*index. Only rare events are
+// counted in shared memory; nothing here is touched per message.
+const (
+	ctrConsumerSleeps        = iota // a consumer-side sleeper went to sleep on the futex
+	ctrProducerSleeps               // a producer-side sleeper went to sleep on the futex
+	ctrConsumerWakes                // FUTEX_WAKE calls made for sleeping consumers
+	ctrProducerWakes                // FUTEX_WAKE calls made for sleeping producers
+	ctrRecoveredWrites              // dead producers' claims turned into skipped slots
+	ctrRecoveredReads               // dead consumers' taken slots released
+	ctrSkipped                      // skipped slots passed over by consumers
+	ctrParticipantsReclaimed        // participant entries of dead processes reused
+	numCounters
+)
+
+// geometry is everything derived from a Config; it is computed once and then
+// compared field by field against what a segment's header says.
+type geometry struct {
+	capacity   uint64
+	slotSize   uint64
+	slotStride uint64
+	totalSize  uint64
+}
+
+func newGeometry(capacity, slotSize uint64) (geometry, error) {
+	if capacity < 2 || capacity > maxCapacity || capacity&(capacity-1) != 0 {
+		return geometry{}, fmt.Errorf("capacity %d is not a power of two in [2, %d]", capacity, maxCapacity)
+	}
+	if slotSize < 1 || slotSize > maxSlotSize {
+		return geometry{}, fmt.Errorf("slot size %d is not in [1, %d]", slotSize, maxSlotSize)
+	}
+	stride := (slotHeaderSize + slotSize + slotAlign - 1) &^ (slotAlign - 1)
+	hi, total := bits.Mul64(capacity, stride)
+	if hi != 0 || total > maxSegment-headerSize {
+		return geometry{}, fmt.Errorf("capacity %d x stride %d exceeds the %d-byte segment limit", capacity, stride, uint64(maxSegment))
+	}
+	return geometry{capacity: capacity, slotSize: slotSize, slotStride: stride, totalSize: headerSize + total}, nil
+}
+
+// segment is one mapping of a queue file.
+type segment struct {
+	f   *os.File
+	mem []byte
+	geometry
+}
+
+func (s *segment) u32(off uintptr) *atomic.Uint32 {
+	return (*atomic.Uint32)(unsafe.Pointer(&s.mem[off]))
+}
+
+func (s *segment) u64(off uintptr) *atomic.Uint64 {
+	return (*atomic.Uint64)(unsafe.Pointer(&s.mem[off]))
+}
+
+func (s *segment) unmap() error {
+	var err error
+	if s.mem != nil {
+		err = unix.Munmap(s.mem)
+		s.mem = nil
+	}
+	if s.f != nil {
+		if cerr := s.f.Close(); err == nil {
+			err = cerr
+		}
+		s.f = nil
+	}
+	return err
+}
+
+// createSegment makes a new queue file at path, sized, reserved and
+// initialised, with the creator registered as participant 0 before anything
+// else so that a creator that dies half-way can be told apart from one that
+// is still working (see Open).
+func createSegment(path string, g geometry, perm os.FileMode) (*segment, error) {
+	if perm == 0 {
+		perm = 0o600
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm.Perm())
+	if err != nil {
+		return nil, fmt.Errorf("mpmc: create %s: %w", path, err)
+	}
+	s := &segment{f: f, geometry: g}
+	fail := func(err error) (*segment, error) {
+		s.unmap()
+		os.Remove(path)
+		return nil, fmt.Errorf("mpmc: create %s: %w", path, err)
+	}
+	// The umask must not narrow a mode that was asked for explicitly.
+	if err := f.Chmod(perm.Perm()); err != nil {
+		return fail(err)
+	}
+	if err := lockParticipant(f, 0); err != nil {
+		return fail(err)
+	}
+	// fallocate both sizes the file and reserves its pages, so that a full
+	// /dev/shm fails here with ENOSPC rather than with SIGBUS on first touch.
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(g.totalSize)); err != nil {
+		if !errors.Is(err, unix.EOPNOTSUPP) {
+			return fail(fmt.Errorf("reserve %d bytes: %w", g.totalSize, err))
+		}
+		if err := f.Truncate(int64(g.totalSize)); err != nil {
+			return fail(fmt.Errorf("size to %d bytes: %w", g.totalSize, err))
+		}
+	}
+	if s.mem, err = unix.Mmap(int(f.Fd()), 0, int(g.totalSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+		return fail(fmt.Errorf("mmap: %w", err))
+	}
+	m := s.mem
+	ne := binary.NativeEndian
+	ne.PutUint64(m[offMagic:], segmentMagic)
+	ne.PutUint16(m[offVersionMajor:], versionMajor)
+	ne.PutUint16(m[offVersionMinor:], versionMinor)
+	ne.PutUint32(m[offHeaderSize:], headerSize)
+	ne.PutUint32(m[offByteOrder:], byteOrderMark)
+	ne.PutUint32(m[offWordSize:], 8)
+	ne.PutUint64(m[offCapacity:], g.capacity)
+	ne.PutUint64(m[offSlotSize:], g.slotSize)
+	ne.PutUint64(m[offSlotStride:], g.slotStride)
+	ne.PutUint64(m[offTotalSize:], g.totalSize)
+	ne.PutUint64(m[offCreatedNano:], uint64(time.Now().UnixNano()))
+	ne.PutUint64(m[offCreatorPid:], uint64(os.Getpid()))
+	ne.PutUint32(m[offMaxParticipants:], maxParticipants)
+	ne.PutUint32(m[offParticipantSize:], participantSize)
+	ne.PutUint64(m[offParticipants:], participantsOffset)
+	// Slot i starts its life free for position i (sequence i, state free).
+	for i := uint64(0); i < g.capacity; i++ {
+		s.slot(i).ctl.Store(packCtl(i, stateFree, 0))
+	}
+	// Published last: Open treats a segment without it as still being built.
+	s.u32(offReady).Store(readyMarker)
+	return s, nil
+}
+
+// openSegment maps an existing queue file after validating its header. The
+// header is read with pread into private memory and validated there; the
+// geometry used afterwards is that private copy, never re-read from shared
+// memory, so a peer that rewrites the header later cannot move our bounds.
+func openSegment(path string) (*segment, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			err = fmt.Errorf("%w: is a symbolic link", ErrBadSegment)
+		}
+		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
+	}
+	s := &segment{f: f}
+	fail := func(err error) (*segment, error) {
+		s.unmap()
+		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
+	}
+	deadline := time.Now().Add(openInitWait)
+	var hdr [offShutdown + 4]byte
+	for {
+		st, err := f.Stat()
+		if err != nil {
+			return fail(err)
+		}
+		if !st.Mode().IsRegular() {
+			return fail(fmt.Errorf("%w: not a regular file (%v)", ErrBadSegment, st.Mode().Type()))
+		}
+		size := st.Size()
+		var magic uint64
+		var ready uint32
+		if size >= int64(len(hdr)) {
+			if _, err := f.ReadAt(hdr[:], 0); err != nil {
+				return fail(fmt.Errorf("read header: %w", err))
+			}
+			magic = binary.NativeEndian.Uint64(hdr[offMagic:])
+			ready = binary.NativeEndian.Uint32(hdr[offReady:])
+		}
+		// A creator sizes the file in one step, then writes the header and
+		// publishes the ready marker last: an empty file, or one whose
+		// header is blank or ours but not ready, may still be in the making.
+		initialising := size == 0 || ((magic == 0 || magic == segmentMagic) && ready != readyMarker)
+		if initialising && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		switch {
+		case size == 0:
+			return fail(fmt.Errorf("%w: empty file (its creator never sized it)", ErrBadSegment))
+		case size < headerSize:
+			return fail(fmt.Errorf("%w: file is %d bytes, smaller than the %d-byte header", ErrBadSegment, size, headerSize))
+		case magic == segmentMagic && ready != readyMarker:
+			return fail(fmt.Errorf("%w: segment never finished initialising (no ready marker after %v)", ErrBadSegment, openInitWait))
+		}
+		if s.geometry, err = validateHeader(hdr[:], uint64(size)); err != nil {
+			return fail(err)
+		}
+		break
+	}
+	if s.mem, err = unix.Mmap(int(f.Fd()), 0, int(s.totalSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		return fail(fmt.Errorf("mmap: %w", err))
+	}
+	return s, nil
+}
+
+// validateHeader checks a private copy of the identity block against the
+// file size and returns the geometry it describes. Every refusal wraps
+// ErrBadSegment with the reason.
+func validateHeader(h []byte, fileSize uint64) (geometry, error) {
+	ne := binary.NativeEndian
+	bad := func(format string, args ...any) (geometry, error) {
+		return geometry{}, fmt.Errorf("%w: "+format, append([]any{ErrBadSegment}, args...)...)
+	}
+	if m := ne.Uint64(h[offMagic:]); m != segmentMagic {
+		return bad("wrong magic %#016x, not an mpmc queue", m)
+	}
+	if bo := ne.Uint32(h[offByteOrder:]); bo != byteOrderMark {
+		return bad("byte-order mark %#08x: written by a machine of the other byte order", bo)
+	}
+	if ws := ne.Uint32(h[offWordSize:]); ws != 8 {
+		return bad("word size %d, this build needs 8", ws)
+	}
+	if major, minor := ne.Uint16(h[offVersionMajor:]), ne.Uint16(h[offVersionMinor:]); major != versionMajor {
+		return bad("layout version %d.%d, this build reads %d.x", major, minor, versionMajor)
+	}
+	if r := ne.Uint32(h[offReady:]); r != readyMarker {
+		return bad("ready marker %#08x unset: segment not initialised", r)
+	}
+	if hs := ne.Uint32(h[offHeaderSize:]); hs != headerSize {
+		return bad("header size %d, expected %d", hs, headerSize)
+	}
+	if mp, ps, po := ne.Uint32(h[offMaxParticipants:]), ne.Uint32(h[offParticipantSize:]), ne.Uint64(h[offParticipants:]); mp != maxParticipants || ps != participantSize || po != participantsOffset {
+		return bad("participants table %d x %d at %#x, expected %d x %d at %#x", mp, ps, po, maxParticipants, participantSize, participantsOffset)
+	}
+	g, err := newGeometry(ne.Uint64(h[offCapacity:]), ne.Uint64(h[offSlotSize:]))
+	if err != nil {
+		return bad("impossible geometry: %v", err)
+	}
+	if st := ne.Uint64(h[offSlotStride:]); st != g.slotStride {
+		return bad("slot stride %d, expected %d for slot size %d", st, g.slotStride, g.slotSize)
+	}
+	if ts := ne.Uint64(h[offTotalSize:]); ts != g.totalSize {
+		return bad("header says %d bytes, geometry needs %d", ts, g.totalSize)
+	}
+	if fileSize != g.totalSize {
+		return bad("file is %d bytes, header says %d (truncated or extended)", fileSize, g.totalSize)
+	}
+	return g, nil
+}

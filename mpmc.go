@@ -1,0 +1,387 @@
+// Package mpmc is a bounded multi-producer multi-consumer queue that lives in
+// a shared-memory segment, so that many operating-system processes can
+// enqueue and dequeue on it at once, at memory speed.
+//
+// The queue is Vyukov's bounded MPMC design: every slot carries a sequence
+// number and producers and consumers claim positions with compare-and-swap,
+// never with a lock. A side that finds the queue empty (or full) spins
+// briefly, then sleeps on a shared futex; a wake-up system call is made only
+// when someone is recorded as sleeping, so under load no process makes any
+// system call.
+//
+// Messages are byte strings of 0 to SlotSize bytes, copied in and out. Each
+// message is delivered to exactly one consumer, and the messages of one
+// producer reach any one consumer in the order they were enqueued.
+//
+// One process creates the segment with Create; others join it with Open.
+// Every handle (every Create or Open) registers as a participant of the
+// segment, and holds a kernel lock that is released when its process dies,
+// so that a claim left behind by a dead process can be told from the claim of
+// a slow one.
+package mpmc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by the queue. Each is a sentinel: test with errors.Is, since
+// it may be wrapped with details.
+var (
+	// ErrFull is returned by TryEnqueue when no slot is free.
+	ErrFull = errors.New("mpmc: queue is full")
+	// ErrEmpty is returned by TryDequeue when no message is ready.
+	ErrEmpty = errors.New("mpmc: queue is empty")
+	// ErrClosed is returned by every call on a handle after Close, by
+	// enqueues after Shutdown, and by dequeues after Shutdown once the queue
+	// is drained.
+	ErrClosed = errors.New("mpmc: queue is closed")
+	// ErrTooLarge is returned when a message is longer than SlotSize.
+	ErrTooLarge = errors.New("mpmc: message larger than slot size")
+	// ErrBadSegment is returned, wrapped with the precise reason, when a file
+	// is not a valid queue segment or shared memory holds something the
+	// protocol cannot produce.
+	ErrBadSegment = errors.New("mpmc: bad segment")
+	// ErrTooManyParticipants is returned by Create and Open when every entry
+	// of the segment's participants table belongs to a live handle.
+	ErrTooManyParticipants = errors.New("mpmc: participants table is full")
+	// ErrInvalidConfig is returned, wrapped with the reason, by Create for a
+	// Config it cannot honour.
+	ErrInvalidConfig = errors.New("mpmc: invalid config")
+)
+
+// errRetry is what a try function passed to waitSide.block returns to ask
+// for another attempt later.
+var errRetry = errors.New("retry")
+
+// Config is the geometry of a new queue.
+type Config struct {
+	// Capacity is the number of slots: a power of two, at least 2.
+	Capacity int
+	// SlotSize is the largest message in bytes, at least 1.
+	SlotSize int
+	// Perm is the mode of the segment file; zero means 0600. It is applied
+	// exactly, regardless of the umask.
+	Perm os.FileMode
+}
+
+// Queue is one process's handle on a queue segment. Its methods are safe for
+// concurrent use by many goroutines. A process may hold several handles on the
+// same segment; each is a participant of its own.
+type Queue struct {
+	seg        *segment
+	path       string
+	enqueuePos *atomic.Uint64
+	dequeuePos *atomic.Uint64
+	shutdown   *atomic.Uint32
+	owner      uint64 // this handle's participant index + 1, as written into claims
+	ownerIndex uint64
+	notEmpty   waitSide // consumers wait here
+	notFull    waitSide // producers wait here
+	spin       atomic.Int64
+
+	// refs counts calls in flight on this handle; closedBit is set by Close,
+	// which unmaps only once refs has drained to closedBit alone.
+	refs      atomic.Int64
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+const closedBit = 1 << 62
+
+// Create creates a new queue segment at path (for example a file under
+// /dev/shm) with the geometry of cfg, and returns a handle on it. It fails
+// with an error matching fs.ErrExist if path exists: of several processes
+// creating the same path at once, exactly one succeeds. The whole segment is
+// reserved up front, so a full file system fails here rather than later.
+func Create(path string, cfg Config) (*Queue, error) {
+	if cfg.Capacity < 0 || cfg.SlotSize < 0 {
+		return nil, fmt.Errorf("%w: capacity %d, slot size %d", ErrInvalidConfig, cfg.Capacity, cfg.SlotSize)
+	}
+	if cfg.Perm&^os.ModePerm != 0 {
+		return nil, fmt.Errorf("%w: perm %v has bits other than permissions", ErrInvalidConfig, cfg.Perm)
+	}
+	g, err := newGeometry(uint64(cfg.Capacity), uint64(cfg.SlotSize))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	seg, err := createSegment(path, g, cfg.Perm)
+	if err != nil {
+		return nil, err
+	}
+	q, err := newQueue(seg, path, 0)
+	if err != nil {
+		seg.unmap()
+		os.Remove(path)
+		return nil, err
+	}
+	return q, nil
+}
+
+// Open joins the existing queue segment at path. The file is fully validated
+// before it is mapped: a file that is not a queue, has another layout
+// version, an impossible geometry or a size that does not match its header is
+// refused with an error wrapping ErrBadSegment. If the segment is still being
+// created by another process, Open waits for it for a short while.
+func Open(path string) (*Queue, error) {
+	seg, err := openSegment(path)
+	if err != nil {
+		return nil, err
+	}
+	q, err := newQueue(seg, path, -1)
+	if err != nil {
+		seg.unmap()
+		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
+	}
+	return q, nil
+}
+
+// newQueue registers a participant (index, or any free one if index < 0) and
+// builds the handle.
+func newQueue(seg *segment, path string, index int) (*Queue, error) {
+	q := &Queue{
+		seg:        seg,
+		path:       path,
+		enqueuePos: seg.u64(offEnqueuePos),
+		dequeuePos: seg.u64(offDequeuePos),
+		shutdown:   seg.u32(offShutdown),
+	}
+	q.spin.Store(int64(DefaultSpin))
+	q.notEmpty.init(q, offNotEmpty, ctrConsumerSleeps, ctrConsumerWakes, q.canDequeueOrShut)
+	q.notFull.init(q, offNotFull, ctrProducerSleeps, ctrProducerWakes, q.canEnqueueOrShut)
+	if err := q.join(index); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+func (q *Queue) counter(i int) *atomic.Uint64 {
+	return q.seg.u64(offCounters + uintptr(i)*8)
+}
+
+func (q *Queue) canDequeueOrShut() bool { return q.shutdown.Load() != 0 || q.canDequeue() }
+func (q *Queue) canEnqueueOrShut() bool { return q.shutdown.Load() != 0 || q.canEnqueue() }
+
+// acquire marks a call in flight; it fails once Close has begun.
+func (q *Queue) acquire() bool {
+	if q.refs.Add(1)&closedBit != 0 {
+		q.refs.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (q *Queue) release() { q.refs.Add(-1) }
+
+// TryEnqueue copies msg into the queue if a slot is free, without waiting.
+// It returns nil, ErrFull, ErrTooLarge or ErrClosed (after Close of this
+// handle or Shutdown of the queue).
+func (q *Queue) TryEnqueue(msg []byte) error {
+	if !q.acquire() {
+		return ErrClosed
+	}
+	defer q.release()
+	return q.tryEnqueue(msg)
+}
+
+func (q *Queue) tryEnqueue(msg []byte) error {
+	if uint64(len(msg)) > q.seg.slotSize {
+		return fmt.Errorf("%w: %d bytes, slot size %d", ErrTooLarge, len(msg), q.seg.slotSize)
+	}
+	if q.shutdown.Load() != 0 {
+		return ErrClosed
+	}
+	return q.enqueue(msg)
+}
+
+// TryDequeue copies the next message into buf and returns its length, without
+// waiting. It returns ErrEmpty if no message is ready, io.ErrShortBuffer if
+// buf is shorter than the message (which then stays queued), and ErrClosed
+// after Close of this handle, or after Shutdown once the queue is drained.
+func (q *Queue) TryDequeue(buf []byte) (int, error) {
+	if !q.acquire() {
+		return 0, ErrClosed
+	}
+	defer q.release()
+	return q.tryDequeue(buf)
+}
+
+func (q *Queue) tryDequeue(buf []byte) (int, error) {
+	// Read the flag before looking: a message published before Shutdown
+	// is then certain to be seen.
+	shut := q.shutdown.Load() != 0
+	n, err := q.dequeue(buf)
+	if err == ErrEmpty && shut {
+		err = ErrClosed
+	}
+	return n, err
+}
+
+// Enqueue copies msg into the queue, waiting while it is full. It returns
+// ctx.Err() if ctx is done first, and otherwise what TryEnqueue returns other
+// than ErrFull.
+func (q *Queue) Enqueue(ctx context.Context, msg []byte) error {
+	return q.notFull.block(ctx, func() error {
+		err := q.TryEnqueue(msg)
+		if err == ErrFull {
+			return errRetry
+		}
+		return err
+	})
+}
+
+// Dequeue copies the next message into buf and returns its length, waiting
+// while the queue is empty. It returns ctx.Err() if ctx is done first, and
+// otherwise what TryDequeue returns other than ErrEmpty.
+func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
+	var n int
+	err := q.notEmpty.block(ctx, func() error {
+		var err error
+		n, err = q.TryDequeue(buf)
+		if err == ErrEmpty {
+			return errRetry
+		}
+		return err
+	})
+	return n, err
+}
+
+// Shutdown closes the queue for every process: enqueues fail with ErrClosed
+// from then on, dequeues drain the messages left and then fail with
+// ErrClosed, and every sleeping Enqueue and Dequeue, in every process, wakes.
+// An Enqueue that runs concurrently with Shutdown may still succeed; every
+// message whose Enqueue returned before Shutdown was called can be dequeued.
+// Shutdown is idempotent; it does not release this handle (see Close).
+func (q *Queue) Shutdown() error {
+	if !q.acquire() {
+		return ErrClosed
+	}
+	defer q.release()
+	q.shutdown.Store(1)
+	q.notEmpty.kick()
+	q.notFull.kick()
+	return nil
+}
+
+// Close releases this handle: it leaves the participants table and unmaps
+// the segment once no call on the handle is in flight. Goroutines of this
+// process blocked on the handle return ErrClosed. Close does not affect other
+// handles or processes, and does not remove the segment file. Calls after
+// Close return ErrClosed, including Close itself.
+func (q *Queue) Close() error {
+	err := ErrClosed
+	q.closeOnce.Do(func() {
+		q.closing.Store(true)
+		q.refs.Add(closedBit)
+		// Wake our own sleepers (others' wake up spuriously and re-check).
+		q.notEmpty.kick()
+		q.notFull.kick()
+		for d := time.Microsecond; q.refs.Load() != closedBit; d = min(2*d, time.Millisecond) {
+			time.Sleep(d)
+		}
+		q.leave()
+		q.closeErr = q.seg.unmap()
+		err = q.closeErr
+	})
+	return err
+}
+
+// Len returns the number of messages in the queue: claimed positions not yet
+// taken. It is a snapshot, exact only while no call is in flight.
+func (q *Queue) Len() int {
+	if !q.acquire() {
+		return 0
+	}
+	defer q.release()
+	d := q.dequeuePos.Load()
+	e := q.enqueuePos.Load()
+	n := int64(e - d)
+	return int(max(0, min(n, int64(q.seg.capacity))))
+}
+
+// Cap returns the capacity of the queue in messages.
+func (q *Queue) Cap() int { return int(q.seg.capacity) }
+
+// SlotSize returns the largest message the queue holds, in bytes.
+func (q *Queue) SlotSize() int { return int(q.seg.slotSize) }
+
+// Path returns the path the handle was created or opened with.
+func (q *Queue) Path() string { return q.path }
+
+// SetSpin sets how long a blocked Enqueue or Dequeue on this handle retries
+// before it goes to sleep: zero sleeps at once, a negative duration never
+// sleeps (the call spins until it succeeds or ctx is done). The default is
+// DefaultSpin.
+func (q *Queue) SetSpin(d time.Duration) { q.spin.Store(int64(d)) }
+
+// Stats is a snapshot of a queue's positions and counters, shared by every
+// process. Counters only count rare events: nothing is counted per message.
+type Stats struct {
+	Capacity   int
+	SlotSize   int
+	Len        int
+	EnqueuePos uint64 // positions claimed by producers since creation
+	DequeuePos uint64 // positions taken by consumers since creation
+	Shutdown   bool
+
+	ConsumerSleeps  uint64 // times a consumer side went to sleep on the futex
+	ProducerSleeps  uint64 // times a producer side went to sleep on the futex
+	ConsumerWakeups uint64 // wake-up system calls made for sleeping consumers
+	ProducerWakeups uint64 // wake-up system calls made for sleeping producers
+
+	RecoveredWrites       uint64 // dead producers' claims turned into skipped slots
+	RecoveredReads        uint64 // dead consumers' taken slots released
+	SkippedSlots          uint64 // skipped slots passed over by consumers
+	ParticipantsReclaimed uint64 // table entries of dead processes reused
+}
+
+// Stats returns a snapshot of the queue's counters.
+func (q *Queue) Stats() Stats {
+	if !q.acquire() {
+		return Stats{}
+	}
+	defer q.release()
+	c := func(i int) uint64 { return q.counter(i).Load() }
+	return Stats{
+		Capacity:              q.Cap(),
+		SlotSize:              q.SlotSize(),
+		Len:                   q.Len(),
+		DequeuePos:            q.dequeuePos.Load(),
+		EnqueuePos:            q.enqueuePos.Load(),
+		Shutdown:              q.shutdown.Load() != 0,
+		ConsumerSleeps:        c(ctrConsumerSleeps),
+		ProducerSleeps:        c(ctrProducerSleeps),
+		ConsumerWakeups:       c(ctrConsumerWakes),
+		ProducerWakeups:       c(ctrProducerWakes),
+		RecoveredWrites:       c(ctrRecoveredWrites),
+		RecoveredReads:        c(ctrRecoveredReads),
+		SkippedSlots:          c(ctrSkipped),
+		ParticipantsReclaimed: c(ctrParticipantsReclaimed),
+	}
+}
+
+
+// hookPoint names a step of an operation at which tests may stop a process.
+type hookPoint int
+
+const (
+	hookEnqueueBeforePublish hookPoint = iota
+	hookDequeueTaken
+	hookDequeueBeforeRelease
+	hookSleeperIdle
+)
+
+// testHook, when set (by tests only), is called at each hookPoint.
+var testHook func(hookPoint)
+
+func (q *Queue) hook(p hookPoint) {
+	if testHook != nil {
+		testHook(p)
+	}
+}
