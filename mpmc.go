@@ -366,7 +366,6 @@ func (q *Queue) Stats() Stats {
 	}
 }
 
-
 // hookPoint names a step of an operation at which tests may stop a process.
 type hookPoint int
 

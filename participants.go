@@ -124,4 +124,3 @@ func procStartTicks(pid int) (uint64, error) {
 	}
 	return strconv.ParseUint(string(fields[startField]), 10, 64)
 }
-
