@@ -182,11 +182,14 @@ func (q *Queue) dequeue(buf []byte) (int, error) {
 			return int(n), err
 		case d == 0 && ctlState(c) == stateSkipped:
 			// A dead producer's claim (see recover.go): pass over it.
+			// The head moves first, as for a taken slot (invariant 6):
+			// a consumer that then sees the slot's next lap on a stale
+			// position is certain to find the head already past it.
+			q.dequeuePos.CompareAndSwap(pos, pos+1)
 			if sl.ctl.CompareAndSwap(c, packCtl(pos+q.seg.capacity, stateFree, 0)) {
 				q.counter(ctrSkipped).Add(1)
 				q.notFull.wake()
 			}
-			q.dequeuePos.CompareAndSwap(pos, pos+1)
 			pos++
 		case d == 0 && ctlState(c) == stateReading:
 			q.dequeuePos.CompareAndSwap(pos, pos+1)
