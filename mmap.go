@@ -82,11 +82,11 @@ const (
 	maxCapacity = 1 << 30
 	maxSlotSize = 1 << 30
 	maxSegment  = 1 << 40
-
-	// How long Open waits for a segment that another process is still
-	// creating.
-	openInitWait = 2 * time.Second
 )
+
+// openInitWait is how long Open waits for a segment that another process is
+// still creating. A variable so that fuzz tests need not wait.
+var openInitWait = 2 * time.Second
 
 // Counters: uint64 each, at offCounters + 8*index. Only rare events are
 // counted in shared memory; nothing here is touched per message.
@@ -227,8 +227,11 @@ func createSegment(path string, g geometry, perm os.FileMode) (*segment, error) 
 func openSegment(path string) (*segment, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
+		switch {
+		case errors.Is(err, unix.ELOOP):
 			err = fmt.Errorf("%w: is a symbolic link", ErrBadSegment)
+		case errors.Is(err, unix.EISDIR):
+			err = fmt.Errorf("%w: is a directory", ErrBadSegment)
 		}
 		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
 	}

@@ -59,6 +59,10 @@ var (
 // for another attempt later.
 var errRetry = errors.New("retry")
 
+// errPending is what dequeue returns when the head position is claimed by a
+// producer that has not published yet: empty for now, but not drained.
+var errPending = errors.New("pending")
+
 // Config is the geometry of a new queue.
 type Config struct {
 	// Capacity is the number of slots: a power of two, at least 2.
@@ -165,7 +169,18 @@ func (q *Queue) counter(i int) *atomic.Uint64 {
 	return q.seg.u64(offCounters + uintptr(i)*8)
 }
 
-func (q *Queue) canDequeueOrShut() bool { return q.shutdown.Load() != 0 || q.canDequeue() }
+// canDequeueOrShut is what consumers wait for: a message, or Shutdown with
+// nothing left on its way (a message claimed before Shutdown is waited for).
+func (q *Queue) canDequeueOrShut() bool {
+	switch q.canDequeue() {
+	case headReady:
+		return true
+	case headEmpty:
+		return q.shutdown.Load() != 0
+	}
+	return false
+}
+
 func (q *Queue) canEnqueueOrShut() bool { return q.shutdown.Load() != 0 || q.canEnqueue() }
 
 // acquire marks a call in flight; it fails once Close has begun.
@@ -217,7 +232,10 @@ func (q *Queue) tryDequeue(buf []byte) (int, error) {
 	// is then certain to be seen.
 	shut := q.shutdown.Load() != 0
 	n, err := q.dequeue(buf)
-	if err == ErrEmpty && shut {
+	switch {
+	case err == errPending:
+		err = ErrEmpty
+	case err == ErrEmpty && shut:
 		err = ErrClosed
 	}
 	return n, err
@@ -255,8 +273,9 @@ func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
 // Shutdown closes the queue for every process: enqueues fail with ErrClosed
 // from then on, dequeues drain the messages left and then fail with
 // ErrClosed, and every sleeping Enqueue and Dequeue, in every process, wakes.
-// An Enqueue that runs concurrently with Shutdown may still succeed; every
-// message whose Enqueue returned before Shutdown was called can be dequeued.
+// An Enqueue that runs concurrently with Shutdown either fails with ErrClosed
+// or succeeds; every message whose Enqueue succeeded, before or during
+// Shutdown, is delivered before consumers see ErrClosed.
 // Shutdown is idempotent; it does not release this handle (see Close).
 func (q *Queue) Shutdown() error {
 	if !q.acquire() {

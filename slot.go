@@ -38,6 +38,12 @@ package mpmc
 //     claimed helps to advance it. So positions never move backwards and
 //     never skip an unclaimed slot, and once s.seq > p the position is past p.
 //
+//  7. Shutdown: a producer re-reads the shutdown flag after its claim and,
+//     if set, gives the claim up as skipped instead of publishing. A consumer
+//     reports the queue drained only when it read the flag set before finding
+//     the head unclaimed. Together: a message whose Enqueue succeeded is
+//     never stranded behind a consumer that already returned ErrClosed.
+//
 // A claimer that stalls between claim and publish blocks the consumers of
 // that position (and, a lap later, the producers): the queue is not
 // lock-free in the strict sense, which is why claims must be attributable.
@@ -115,6 +121,17 @@ func (q *Queue) enqueue(msg []byte) error {
 				continue // another producer won pos; look again
 			}
 			q.enqueuePos.CompareAndSwap(pos, pos+1)
+			if q.shutdown.Load() != 0 {
+				// Shutdown came between our first look and the
+				// claim. A consumer may already have concluded the
+				// queue is drained, so this message must not be
+				// published: give the position up as skipped.
+				if !sl.ctl.CompareAndSwap(claimed, packCtl(pos, stateSkipped, 0)) {
+					return corrupt("claim of position %d was taken over while its owner was alive", pos)
+				}
+				q.notEmpty.wake()
+				return ErrClosed
+			}
 			copy(q.seg.payload(sl), msg)
 			sl.length = uint32(len(msg))
 			q.hook(hookEnqueueBeforePublish)
@@ -196,9 +213,13 @@ func (q *Queue) dequeue(buf []byte) (int, error) {
 			pos++
 		case d == 0 && ctlState(c) > stateSkipped:
 			return 0, corrupt("slot of position %d in state %d", pos, ctlState(c))
+		case d == 0 && ctlState(c) == stateWriting:
+			// Claimed, not yet published: a message is on its way,
+			// even after Shutdown.
+			return 0, errPending
 		case d <= 0:
-			// Not yet claimed, claimed but not published, or still the
-			// previous lap: nothing to take at pos.
+			// Not yet claimed (free for pos, or still the previous
+			// lap): nothing to take at pos.
 			return 0, ErrEmpty
 		default:
 			next := q.dequeuePos.Load()
@@ -210,29 +231,39 @@ func (q *Queue) dequeue(buf []byte) (int, error) {
 	}
 }
 
-// canDequeue reports whether a dequeue could make progress now: a message or
-// a skipped slot is waiting at the head. It writes nothing.
-func (q *Queue) canDequeue() bool {
+// headState is what a consumer would find at the head of the queue.
+type headState int
+
+const (
+	headEmpty   headState = iota // the head position is not claimed yet
+	headPending                  // claimed by a producer, not yet published
+	headReady                    // a message or a skipped slot to pass over
+)
+
+// canDequeue reports what a dequeue would find now, without writing.
+func (q *Queue) canDequeue() headState {
 	pos := q.dequeuePos.Load()
 	for range q.seg.capacity {
 		c := q.seg.slot(pos).ctl.Load()
 		d := seqDiff(c, pos)
 		switch {
 		case d > 0:
-			return true // stale head: the next attempt will look again
+			return headReady // stale head: the next attempt will look again
 		case d < 0:
-			return false
+			return headEmpty
 		}
 		switch ctlState(c) {
-		case stateFree, stateWriting:
-			return false
+		case stateFree:
+			return headEmpty
+		case stateWriting:
+			return headPending
 		case stateReading:
 			pos++ // taken, head not yet advanced
 		default:
-			return true
+			return headReady
 		}
 	}
-	return false
+	return headEmpty
 }
 
 // canEnqueue reports whether an enqueue could make progress now: the slot of
