@@ -157,11 +157,12 @@ func newQueue(seg *segment, path string, index int) (*Queue, error) {
 		shutdown:   seg.u32(offShutdown),
 	}
 	q.spin.Store(int64(DefaultSpin))
-	q.notEmpty.init(q, offNotEmpty, ctrConsumerSleeps, ctrConsumerWakes, q.canDequeueOrShut)
-	q.notFull.init(q, offNotFull, ctrProducerSleeps, ctrProducerWakes, q.canEnqueueOrShut)
 	if err := q.join(index); err != nil {
 		return nil, err
 	}
+	// After join: the wait sides need the participant index.
+	q.notEmpty.init(q, offNotEmpty, ctrConsumerSleeps, ctrConsumerWakes, q.canDequeueOrShut)
+	q.notFull.init(q, offNotFull, ctrProducerSleeps, ctrProducerWakes, q.canEnqueueOrShut)
 	return q, nil
 }
 

@@ -10,13 +10,25 @@ package mpmc
 // and fans the wake-up out. So a process holds at most two threads in futex
 // waits per handle, however many goroutines are blocked.
 //
-// No lost wake-up. The sleeper sets its bit, then reads the futex word, then
+// No lost wake-up. The sleeper reads the futex word, then sets its bit, then
 // re-checks the queue, then sleeps only if the futex word still has the value
 // it read. The other side publishes its change, then reads the bitmap; if a
 // bit is set it clears the bitmap, bumps the futex word and wakes. All of
-// these are sequentially consistent atomics, so either the waker sees the bit
-// (and the bumped futex word makes the sleep return at once) or the sleeper's
-// re-check sees the change.
+// these are sequentially consistent atomics, so either the sleeper's re-check
+// sees the change, or the waker sees the bit. A bit can also be cleared by an
+// earlier waker after it was set; that waker bumps the futex word after
+// clearing, and the word was read before the bit was set, so the sleep
+// returns at once and the sleeper announces itself again. (Reading the word
+// after setting the bit would lose this case: the sleeper could sleep on a
+// current word with its bit already gone.)
+//
+// In-process, a goroutine registers (under the side's mutex), then retries,
+// then waits for the sleeper's broadcast; the sleeper re-checks after every
+// announcement and broadcasts whenever the condition holds, so a change
+// published after a goroutine's retry is seen by the sleeper's next check.
+// When the last blocked goroutine leaves, it clears the bit so a sleeper
+// idling out its slice costs wakers nothing; the next goroutine to register
+// sets it again before its retry.
 //
 // No system call under load. The waker's only cost while nobody sleeps is
 // loading two words of a line that changes only when sleepers come and go.
@@ -61,11 +73,14 @@ type waitSide struct {
 	sleeps  *atomic.Uint64 // shared counter: futex sleeps on this side
 	wakes   *atomic.Uint64 // shared counter: FUTEX_WAKE calls for this side
 	ready   func() bool    // the condition waited for, checked without writing
+	word    int            // this handle's word in waiters
+	bit     uint64         // this handle's bit in waiters[word]
 
-	mu      sync.Mutex
-	blocked int           // goroutines of this handle waiting on ch
-	ch      chan struct{} // closed when they should retry
-	running bool          // a sleeper goroutine is live
+	mu        sync.Mutex
+	ch        chan struct{} // closed by the sleeper when goroutines should retry
+	waiting   int           // goroutines waiting on the current ch
+	running   bool          // a sleeper goroutine is live
+	announced bool          // this handle's bit was set and not cleared by us
 }
 
 func (w *waitSide) init(q *Queue, off uintptr, sleeps, wakes int, ready func() bool) {
@@ -75,6 +90,7 @@ func (w *waitSide) init(q *Queue, off uintptr, sleeps, wakes int, ready func() b
 	w.sleeps = q.counter(sleeps)
 	w.wakes = q.counter(wakes)
 	w.ready = ready
+	w.word, w.bit = int(q.ownerIndex/64), 1<<(q.ownerIndex%64)
 	w.ch = make(chan struct{})
 }
 
@@ -97,57 +113,84 @@ func (w *waitSide) kick() {
 	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w.futex)), futexWake, 1<<31-1, 0, 0, 0)
 }
 
-// register adds the calling goroutine to the blocked set and returns the
-// channel that will be closed when it should retry. The caller must re-check
-// the queue after register and before waiting on the channel, and call
-// unregister afterwards.
-func (w *waitSide) register() (<-chan struct{}, bool) {
+// register adds the calling goroutine to the waiting set and returns the
+// channel that will be closed when it should retry. The caller must retry
+// after register and before waiting on the channel, and then call unregister
+// with the channel unless it was closed.
+//
+// If a sleeper is running but the last goroutine to leave withdrew the
+// handle's bit, register announces it again before the caller's retry, so
+// that a change published after that retry reaches the sleeper.
+func (w *waitSide) register() (chan struct{}, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.blocked++
 	if !w.running {
 		if !w.q.acquire() {
-			w.blocked--
 			return nil, false
 		}
 		w.running = true
 		go w.sleeper()
+	} else if !w.announced {
+		w.waiters[w.word].Or(w.bit)
+		w.announced = true
 	}
+	w.waiting++
 	return w.ch, true
 }
 
-func (w *waitSide) unregister() {
+// unregister removes a goroutine that stopped waiting on ch before it was
+// closed. The last one out withdraws the handle's bit, so that a sleeper
+// with nobody left to wake costs the other side no system call while it
+// idles out its slice.
+func (w *waitSide) unregister(ch chan struct{}) {
 	w.mu.Lock()
-	w.blocked--
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	if ch != w.ch {
+		return // closed already: broadcast reset the count
+	}
+	w.waiting--
+	// The segment may be unmapped already if the handle is closing (Close
+	// clears the bit itself, in Queue.leave): touch it only under a ref.
+	if w.waiting == 0 && w.announced && w.q.acquire() {
+		w.waiters[w.word].And(^w.bit)
+		w.announced = false
+		w.q.release()
+	}
 }
 
-// broadcast tells every goroutine blocked on this side to retry.
+// broadcast tells every goroutine waiting on this side to retry.
 func (w *waitSide) broadcast() {
 	w.mu.Lock()
 	close(w.ch)
 	w.ch = make(chan struct{})
+	w.waiting = 0
 	w.mu.Unlock()
 }
 
-// sleeper waits on the futex for all goroutines of this handle blocked on
-// this side, for as long as there are any. It holds a reference on the handle
-// (see Queue.acquire), so the segment stays mapped while it runs.
+// sleeper waits on the futex for the goroutines of this handle waiting on
+// this side, until it has told them to retry, nobody waits any more or the
+// handle closes. It holds a reference on the handle (see Queue.acquire), so
+// the segment stays mapped while it runs.
 func (w *waitSide) sleeper() {
 	defer w.q.release()
-	word, bit := w.q.ownerIndex/64, uint64(1)<<(w.q.ownerIndex%64)
 	for {
 		w.mu.Lock()
-		if w.blocked == 0 || w.q.closing.Load() {
+		if w.waiting == 0 || w.q.closing.Load() {
+			if w.announced {
+				w.waiters[w.word].And(^w.bit)
+				w.announced = false
+			}
 			w.running = false
 			w.mu.Unlock()
-			w.broadcast()
+			w.broadcast() // on Close, some may still wait
 			return
 		}
-		w.mu.Unlock()
-
-		w.waiters[word].Or(bit)
+		// Sample the futex word, announce, re-check: see the top of
+		// this file for why no wake-up can be lost.
 		v := w.futex.Load()
+		w.waiters[w.word].Or(w.bit)
+		w.announced = true
+		w.mu.Unlock()
 		if !w.ready() && !w.q.closing.Load() {
 			w.sleeps.Add(1)
 			ts := unix.NsecToTimespec(int64(sleepSlice))
@@ -155,8 +198,9 @@ func (w *waitSide) sleeper() {
 			// the same here: look again.
 			unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w.futex)), futexWait, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0)
 		}
-		w.waiters[word].And(^bit)
 		if w.ready() || w.q.closing.Load() {
+			// The goroutines retry; those that fail register again
+			// and start a new sleeper.
 			w.broadcast()
 		} else {
 			w.q.hook(hookSleeperIdle)
@@ -199,14 +243,13 @@ func (w *waitSide) block(ctx context.Context, try func() error) error {
 		}
 		err := try()
 		if err != errRetry {
-			w.unregister()
+			w.unregister(ch)
 			return err
 		}
 		select {
 		case <-ch:
-			w.unregister()
 		case <-ctx.Done():
-			w.unregister()
+			w.unregister(ch)
 			return ctx.Err()
 		}
 	}

@@ -99,6 +99,8 @@ func (q *Queue) join(index int) error {
 
 // leave marks the entry free; closing the file then drops the lock.
 func (q *Queue) leave() {
+	q.notEmpty.waiters[q.notEmpty.word].And(^q.notEmpty.bit)
+	q.notFull.waiters[q.notFull.word].And(^q.notFull.bit)
 	off := uintptr(entryOffset(int(q.ownerIndex)))
 	q.seg.u32(off + entryState).Store(entryFree)
 	q.seg.u64(off + entryPid).Store(0)
