@@ -250,7 +250,7 @@ func TestSequenceWrap(t *testing.T) {
 			q.enqueuePos.Store(start)
 			q.dequeuePos.Store(start)
 			for i := range uint64(4) {
-				q.seg.slot(start+i).ctl.Store(packCtl(start+i, stateFree, 0))
+				q.seg.slot(start + i).ctl.Store(packCtl(start+i, stateFree, 0))
 			}
 			buf := make([]byte, 8)
 			var model []uint64
@@ -290,7 +290,7 @@ func TestSeqDiff(t *testing.T) {
 		{5, 5, 0},
 		{6, 5, 1},
 		{4, 5, -1},
-		{0, 1<<51 - 1, 1},       // the sequence wrapped, the position not yet
+		{0, 1<<51 - 1, 1},        // the sequence wrapped, the position not yet
 		{1<<51 - 1, 1 << 51, -1}, // the position wrapped (high bits dropped)
 		{1 << 20, 0, 1 << 20},
 	} {
