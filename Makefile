@@ -18,7 +18,14 @@ fmt:
 fuzz-smoke:
 	@echo "fuzz smoke runs are added with the fuzz tests"
 
+# The benchmark harness (bench/, its own module): every mechanism, in and
+# across processes, one run; writes bench/RESULTS.md, results.json, charts.
 bench:
+	cd bench && $(GO) run . -out .
+
+# The library's own testing.B benchmarks.
+.PHONY: bench-lib
+bench-lib:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 5 .
 
 stress:

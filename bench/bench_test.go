@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the test binary serve as the harness's child processes.
+func TestMain(m *testing.M) {
+	if isChild() {
+		os.Exit(childMain())
+	}
+	os.Exit(m.Run())
+}
+
+// testLog sends the harness's progress lines to t.Log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestQuickRun runs the quick mode end to end and checks the structure of
+// what it writes: every mechanism present, every measured quantity positive.
+// It never asserts anything about timing.
+func TestQuickRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns dozens of processes")
+	}
+	o := defaultOptions()
+	o.quick()
+	o.OutDir = t.TempDir()
+	if err := run(o, testLog{t}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, name := range []string{"throughput.png", "pingpong.png"} {
+		b, err := os.ReadFile(filepath.Join(o.OutDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
+			t.Errorf("%s is not a PNG", name)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(o.OutDir, "RESULTS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := os.ReadFile(filepath.Join(o.OutDir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Results
+	if err := json.Unmarshal(js, &r); err != nil {
+		t.Fatal(err)
+	}
+
+	if r.Machine.CPUModel == "" || r.Machine.Kernel == "" || r.Machine.GoVersion == "" || r.Machine.Cores < 1 {
+		t.Errorf("machine description incomplete: %+v", r.Machine)
+	}
+	positive := func(what string, s Series) {
+		t.Helper()
+		if len(s.Values) != o.Reps {
+			t.Errorf("%s: %d values, want %d", what, len(s.Values), o.Reps)
+		}
+		for _, v := range s.Values {
+			if !(v > 0) {
+				t.Errorf("%s: value %v is not positive", what, v)
+			}
+		}
+		if !(s.Median > 0) {
+			t.Errorf("%s: median %v is not positive", what, s.Median)
+		}
+	}
+
+	for _, sh := range inprocShapes {
+		for _, m := range inprocMechs {
+			row := r.inproc(m, sh[0], sh[1])
+			positive("in-process "+inprocCase{m, sh[0], sh[1]}.key(), row.NsPerMsg)
+		}
+	}
+	positive("floor", r.FloorNs)
+
+	mechs := []string{mechQueue, mechPipe, mechUnixSock, mechMQ}
+	if strings.Contains(strings.Join(r.Notes, "\n"), "POSIX message queues skipped") {
+		mechs = mechs[:3]
+	}
+	for _, size := range tputSizes {
+		for _, sh := range tputShapes {
+			for _, m := range mechs {
+				positive("throughput "+tputCase{m, size, sh[0], sh[1]}.key(), r.tput(m, size, sh[0], sh[1]))
+			}
+		}
+	}
+
+	if len(r.PingPong) != len(pingCases) {
+		t.Errorf("%d ping-pong rows, want %d", len(r.PingPong), len(pingCases))
+	}
+	for i, p := range r.PingPong {
+		if i < len(pingCases) && p.Name != pingCases[i].Name {
+			t.Errorf("ping-pong row %d is %q, want %q", i, p.Name, pingCases[i].Name)
+		}
+		positive("ping-pong p50 "+p.Name, p.P50Ns)
+		positive("ping-pong p99 "+p.Name, p.P99Ns)
+		if p.P99Ns.Median < p.P50Ns.Median {
+			t.Errorf("ping-pong %s: p99 %v below p50 %v", p.Name, p.P99Ns.Median, p.P50Ns.Median)
+		}
+	}
+
+	if r.Syscalls.Tool != "" {
+		if len(r.Syscalls.Runs) != o.Reps {
+			t.Errorf("%d system-call runs, want %d", len(r.Syscalls.Runs), o.Reps)
+		}
+		for _, s := range r.Syscalls.Runs {
+			if s.Messages <= 0 || s.Syscalls <= 0 || s.BaselineSyscalls <= 0 {
+				t.Errorf("system-call run has non-positive counts: %+v", s)
+			}
+		}
+	} else {
+		t.Logf("system calls not counted here: %v", r.Notes)
+	}
+	if len(r.BlockedCPU.CorePercent.Values) != o.Reps {
+		t.Errorf("blocked CPU: %d values, want %d", len(r.BlockedCPU.CorePercent.Values), o.Reps)
+	}
+	for _, run := range r.BlockedCPU.Runs {
+		if run.WallNs <= 0 || run.CPUNs < 0 {
+			t.Errorf("blocked CPU run: %+v", run)
+		}
+	}
+	positive("threads", r.Threads.Blocked)
+	if r.Threads.Goroutines != o.Goroutines {
+		t.Errorf("threads: %d goroutines, want %d", r.Threads.Goroutines, o.Goroutines)
+	}
+
+	if len(r.Targets) != 11 {
+		t.Errorf("%d targets, want 11", len(r.Targets))
+	}
+	for _, tg := range r.Targets {
+		if tg.Name == "" || !(tg.Limit > 0) {
+			t.Errorf("malformed target %+v", tg)
+		}
+		if !strings.Contains(string(md), tg.Name) {
+			t.Errorf("RESULTS.md lacks target %q", tg.Name)
+		}
+	}
+	for _, want := range append([]string{"## Targets", "## In process", "## The floor", "## Across processes", "## Ping-pong", "## System calls", "## Idle cost", r.Machine.CPUModel}, append(inprocMechs, mechs...)...) {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("RESULTS.md lacks %q", want)
+		}
+	}
+
+	// Nothing of this process may be left in /dev/shm.
+	ents, err := os.ReadDir("/dev/shm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := shmPrefix + strconv.Itoa(os.Getpid()) + "-"
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), mine) {
+			t.Errorf("left in /dev/shm: %s", e.Name())
+		}
+	}
+}

@@ -1,0 +1,130 @@
+package main
+
+// PNG charts drawn with gonum/plot: throughput by mechanism and ping-pong
+// latency by mechanism. Both use a logarithmic value axis (the bars are
+// log10 of the value, the ticks are labelled with the value), since the
+// mechanisms differ by orders of magnitude.
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+var palette = []color.Color{
+	color.RGBA{0x1f, 0x77, 0xb4, 0xff},
+	color.RGBA{0xff, 0x7f, 0x0e, 0xff},
+	color.RGBA{0x2c, 0xa0, 0x2c, 0xff},
+	color.RGBA{0xd6, 0x27, 0x28, 0xff},
+	color.RGBA{0x94, 0x67, 0xbd, 0xff},
+}
+
+// logTicks labels integer powers of ten with label(10^k).
+func logTicks(label func(float64) string) plot.TickerFunc {
+	return func(lo, hi float64) []plot.Tick {
+		var ts []plot.Tick
+		for k := math.Floor(lo); k <= math.Ceil(hi); k++ {
+			ts = append(ts, plot.Tick{Value: k, Label: label(math.Pow(10, k))})
+			for m := 2.0; m < 10; m++ {
+				if v := k + math.Log10(m); v <= hi {
+					ts = append(ts, plot.Tick{Value: v})
+				}
+			}
+		}
+		return ts
+	}
+}
+
+func log10s(vs []float64) plotter.Values {
+	out := make(plotter.Values, len(vs))
+	for i, v := range vs {
+		if v > 1 && !math.IsNaN(v) {
+			out[i] = math.Log10(v)
+		}
+	}
+	return out
+}
+
+// barGroups draws a horizontal grouped bar chart: one group per category,
+// one bar per series, values on a log axis.
+func barGroups(title, xlabel string, cats []string, names []string, vals [][]float64, label func(float64) string, file string) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xlabel
+	p.X.Tick.Marker = logTicks(label)
+	p.Legend.Top = true
+	const barW = 9
+	for i, name := range names {
+		bc, err := plotter.NewBarChart(log10s(vals[i]), vg.Points(barW))
+		if err != nil {
+			return err
+		}
+		bc.Horizontal = true
+		bc.Color = palette[i%len(palette)]
+		bc.LineStyle.Width = 0
+		bc.Offset = vg.Points(barW * (float64(len(names)-1)/2 - float64(i)))
+		p.Add(bc)
+		p.Legend.Add(name, bc)
+	}
+	p.NominalY(cats...)
+	p.X.Min = 0
+	p.Add(plotter.NewGrid())
+	h := vg.Points(float64(len(cats)*len(names)*barW) + 40*float64(len(cats)) + 120)
+	return p.Save(8*vg.Inch, h, file)
+}
+
+// writeCharts draws throughput.png and pingpong.png into dir.
+func writeCharts(r *Results, dir string) error {
+	mechs := r.tputMechs()
+	var names []string
+	var vals [][]float64
+	for _, size := range tputSizes {
+		for _, sh := range tputShapes {
+			names = append(names, fmt.Sprintf("%s %dP/%dC", fmtSize(size), sh[0], sh[1]))
+			row := make([]float64, len(mechs))
+			for i, m := range mechs {
+				row[i] = r.tput(m, size, sh[0], sh[1]).Median
+			}
+			vals = append(vals, row)
+		}
+	}
+	rate := func(v float64) string {
+		switch {
+		case v >= 1e6:
+			return fmt.Sprintf("%gM", v/1e6)
+		case v >= 1e3:
+			return fmt.Sprintf("%gk", v/1e3)
+		}
+		return fmt.Sprintf("%g", v)
+	}
+	if err := barGroups("Cross-process throughput (median of repetitions)", "messages per second (log scale)",
+		mechs, names, vals, rate, filepath.Join(dir, "throughput.png")); err != nil {
+		return fmt.Errorf("throughput chart: %w", err)
+	}
+
+	var cats []string
+	p50, p99 := make([]float64, len(r.PingPong)), make([]float64, len(r.PingPong))
+	for i, p := range r.PingPong {
+		cats = append(cats, p.Name)
+		p50[i], p99[i] = p.P50Ns.Median, p.P99Ns.Median
+	}
+	dur := func(v float64) string {
+		switch {
+		case v >= 1e6:
+			return fmt.Sprintf("%gms", v/1e6)
+		case v >= 1e3:
+			return fmt.Sprintf("%gµs", v/1e3)
+		}
+		return fmt.Sprintf("%gns", v)
+	}
+	if err := barGroups("Ping-pong round trip, 64 B, two processes", "round trip (log scale)",
+		cats, []string{"p50", "p99"}, [][]float64{p50, p99}, dur, filepath.Join(dir, "pingpong.png")); err != nil {
+		return fmt.Errorf("ping-pong chart: %w", err)
+	}
+	return nil
+}

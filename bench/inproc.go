@@ -1,0 +1,146 @@
+package main
+
+// In-process throughput: P producer goroutines and C consumer goroutines
+// pass N 8-byte messages through one mechanism; the cost is wall time per
+// message. Every mechanism has the same capacity and its loops are written
+// out directly (no interface in the hot path).
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/Workiva/go-datastructures/queue"
+	"github.com/shmq/mpmc"
+)
+
+// In-process mechanism names.
+const (
+	mechChan     = "chan"
+	mechCondRing = "mutex+cond ring"
+	mechWorkiva  = "workiva RingBuffer"
+)
+
+// inprocMechs lists the in-process mechanisms in display order.
+var inprocMechs = []string{mechQueue, mechChan, mechCondRing, mechWorkiva}
+
+// inprocCase is one in-process configuration.
+type inprocCase struct {
+	Mech string
+	P, C int
+}
+
+func (ic inprocCase) key() string { return fmt.Sprintf("%s/%dx%d", ic.Mech, ic.P, ic.C) }
+
+// runInproc passes n messages (rounded down to a multiple of P and C) and
+// returns nanoseconds per message.
+func runInproc(ic inprocCase, n int) (float64, error) {
+	n -= n % (ic.P * ic.C)
+	perP, perC := n/ic.P, n/ic.C
+	var prod func(id int) error
+	var cons func(id int) error
+	var teardown func()
+	switch ic.Mech {
+	case mechQueue:
+		path := shmPath("inproc")
+		q, err := mpmc.Create(path, mpmc.Config{Capacity: queueCapacity, SlotSize: 64})
+		if err != nil {
+			done(path)
+			return 0, err
+		}
+		teardown = func() { q.Close(); done(path) }
+		ctx := context.Background()
+		prod = func(id int) error {
+			var msg [8]byte
+			for i := range perP {
+				binary.LittleEndian.PutUint64(msg[:], uint64(i))
+				if err := q.Enqueue(ctx, msg[:]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		cons = func(id int) error {
+			var buf [64]byte
+			for range perC {
+				if _, err := q.Dequeue(ctx, buf[:]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	case mechChan:
+		ch := make(chan uint64, queueCapacity)
+		prod = func(id int) error {
+			for i := range perP {
+				ch <- uint64(i)
+			}
+			return nil
+		}
+		cons = func(id int) error {
+			for range perC {
+				<-ch
+			}
+			return nil
+		}
+	case mechCondRing:
+		r := newCondRing(queueCapacity)
+		prod = func(id int) error {
+			for i := range perP {
+				r.put(uint64(i))
+			}
+			return nil
+		}
+		cons = func(id int) error {
+			for range perC {
+				r.get()
+			}
+			return nil
+		}
+	case mechWorkiva:
+		rb := queue.NewRingBuffer(queueCapacity)
+		teardown = rb.Dispose
+		prod = func(id int) error {
+			for i := range perP {
+				// Values below 256 are boxed without allocating.
+				if err := rb.Put(uint64(i & 0xff)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		cons = func(id int) error {
+			for range perC {
+				if _, err := rb.Get(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	default:
+		return 0, fmt.Errorf("unknown mechanism %q", ic.Mech)
+	}
+	if teardown != nil {
+		defer teardown()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, ic.P+ic.C)
+	start := time.Now()
+	for i := range ic.C {
+		wg.Go(func() { errs <- cons(i) })
+	}
+	for i := range ic.P {
+		wg.Go(func() { errs <- prod(i) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", ic.key(), err)
+		}
+	}
+	return float64(elapsed.Nanoseconds()) / float64(n), nil
+}

@@ -1,0 +1,271 @@
+package main
+
+// Cross-process throughput: P producer processes and C consumer processes
+// stream fixed-size messages through one mechanism for a set duration; the
+// rate is the number of messages received over the time from the start
+// signal to the last receipt.
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/shmq/mpmc"
+	"golang.org/x/sys/unix"
+)
+
+// queueCapacity is the capacity, in messages, of the queue and of the
+// alternatives that can be sized in messages.
+const queueCapacity = 1024
+
+// tputArgs are the arguments of a throughput child.
+type tputArgs struct {
+	Mech     string
+	Size     int
+	Path     string
+	Duration time.Duration
+}
+
+// tputChildResult is what a throughput child reports.
+type tputChildResult struct {
+	Count   int64 // messages sent or received
+	StartNs int64 // CLOCK_MONOTONIC at the start signal
+	StampNs int64 // CLOCK_MONOTONIC at the last receipt (or the end of sending)
+}
+
+// tputCase names one throughput configuration.
+type tputCase struct {
+	Mech string
+	Size int
+	P, C int
+}
+
+func (tc tputCase) key() string {
+	return fmt.Sprintf("%s/%dB/%dx%d", tc.Mech, tc.Size, tc.P, tc.C)
+}
+
+// tputOutcome is one run of a tputCase.
+type tputOutcome struct {
+	MsgsPerSec float64
+	Messages   int64
+	Seconds    float64
+	Stats      mpmc.Stats // queue counters at the end (mpmc only)
+	MQCapacity int        // message-queue capacity granted (posix-mq only)
+}
+
+func tputProducer(c *childIO) (any, error) {
+	var a tputArgs
+	if err := c.decode(&a); err != nil {
+		return nil, err
+	}
+	s, err := openSender(a)
+	if err != nil {
+		return nil, err
+	}
+	msg := make([]byte, a.Size)
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
+	start := nanotime()
+	deadline := start + int64(a.Duration)
+	var n int64
+	for nanotime() < deadline {
+		for range 256 {
+			binary.LittleEndian.PutUint64(msg, uint64(n))
+			if err := s.send(msg); err != nil {
+				return nil, fmt.Errorf("send #%d: %w", n, err)
+			}
+			n++
+		}
+	}
+	end := nanotime()
+	if err := s.close(); err != nil {
+		return nil, err
+	}
+	return tputChildResult{Count: n, StartNs: start, StampNs: end}, nil
+}
+
+func tputConsumer(c *childIO) (any, error) {
+	var a tputArgs
+	if err := c.decode(&a); err != nil {
+		return nil, err
+	}
+	r, err := openReceiver(a)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, a.Size)
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
+	start := nanotime()
+	var n, stamp int64
+	for {
+		m, err := r.recv(buf)
+		if err == errEOS {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("receive #%d: %w", n, err)
+		}
+		if m != a.Size {
+			return nil, fmt.Errorf("message #%d is %d bytes, want %d", n, m, a.Size)
+		}
+		n++
+		// Reading the clock costs about as much as a message; do it
+		// every 64 messages.
+		if n&63 == 0 {
+			stamp = nanotime()
+		}
+	}
+	if stamp == 0 {
+		stamp = nanotime()
+	}
+	if err := r.close(); err != nil {
+		return nil, err
+	}
+	return tputChildResult{Count: n, StartNs: start, StampNs: stamp}, nil
+}
+
+// tputSetup is the parent's side of one mechanism for one run.
+type tputSetup struct {
+	prodFiles, consFiles []*os.File
+	path                 string
+	afterSpawn           func()       // drop the parent's copies of descriptors
+	afterProducers       func() error // signal the end of the stream
+	stats                func() mpmc.Stats
+	teardown             func()
+	mqCap                int
+}
+
+func setupTput(tc tputCase) (*tputSetup, error) {
+	st := &tputSetup{afterSpawn: func() {}, afterProducers: func() error { return nil }, teardown: func() {}}
+	switch tc.Mech {
+	case mechQueue:
+		st.path = shmPath("tput")
+		q, err := mpmc.Create(st.path, mpmc.Config{Capacity: queueCapacity, SlotSize: tc.Size})
+		if err != nil {
+			done(st.path)
+			return nil, err
+		}
+		st.afterProducers = q.Shutdown
+		st.stats = q.Stats
+		st.teardown = func() { q.Close(); done(st.path) }
+	case mechPipe:
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return nil, err
+		}
+		r, w := os.NewFile(uintptr(p[0]), "pipe-r"), os.NewFile(uintptr(p[1]), "pipe-w")
+		st.prodFiles, st.consFiles = []*os.File{w}, []*os.File{r}
+		st.afterSpawn = func() { r.Close(); w.Close() }
+		st.teardown = st.afterSpawn
+	case mechUnixSock:
+		sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		a, b := os.NewFile(uintptr(sv[0]), "sock-p"), os.NewFile(uintptr(sv[1]), "sock-c")
+		st.prodFiles, st.consFiles = []*os.File{a}, []*os.File{b}
+		st.afterSpawn = func() { a.Close(); b.Close() }
+		st.teardown = st.afterSpawn
+	case mechMQ:
+		fd, granted, name, err := mqCreate(tc.Size, queueCapacity)
+		if err != nil {
+			return nil, err
+		}
+		st.path, st.mqCap = name, granted
+		st.afterProducers = func() error {
+			for range tc.C {
+				if err := mqSend(fd, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		st.teardown = func() { unix.Close(fd); done(name) }
+	default:
+		return nil, fmt.Errorf("unknown mechanism %q", tc.Mech)
+	}
+	return st, nil
+}
+
+// wrapFunc returns the command prefix to run a child under (nil for none).
+type wrapFunc func(role string, i int) []string
+
+// runTput runs one throughput measurement.
+func runTput(ctx context.Context, tc tputCase, dur time.Duration, wrap wrapFunc) (out tputOutcome, err error) {
+	st, err := setupTput(tc)
+	if err != nil {
+		return out, fmt.Errorf("%s: set up: %w", tc.key(), err)
+	}
+	defer st.teardown()
+	ctx, cancel := context.WithTimeout(ctx, dur+60*time.Second)
+	defer cancel()
+	args := tputArgs{Mech: tc.Mech, Size: tc.Size, Path: st.path, Duration: dur}
+	var cons, prods group
+	defer func() { cons.killAll(); prods.killAll() }()
+	spawnN := func(g *group, role string, n int, files []*os.File) error {
+		for i := range n {
+			var w []string
+			if wrap != nil {
+				w = wrap(role, i)
+			}
+			p, err := spawn(ctx, role, args, files, w, dur+50*time.Second)
+			if err != nil {
+				return err
+			}
+			*g = append(*g, p)
+		}
+		return nil
+	}
+	if err := spawnN(&cons, "tput-cons", tc.C, st.consFiles); err != nil {
+		return out, err
+	}
+	if err := spawnN(&prods, "tput-prod", tc.P, st.prodFiles); err != nil {
+		return out, err
+	}
+	st.afterSpawn()
+	all := append(append(group{}, cons...), prods...)
+	if err := all.readyAll(); err != nil {
+		return out, err
+	}
+	t0, err := all.startAll()
+	if err != nil {
+		return out, err
+	}
+	var sent, got, last int64
+	for _, p := range prods {
+		var r tputChildResult
+		if err := p.finish(&r); err != nil {
+			return out, err
+		}
+		sent += r.Count
+	}
+	if err := st.afterProducers(); err != nil {
+		return out, fmt.Errorf("%s: end of stream: %w", tc.key(), err)
+	}
+	for _, p := range cons {
+		var r tputChildResult
+		if err := p.finish(&r); err != nil {
+			return out, err
+		}
+		got += r.Count
+		last = max(last, r.StampNs)
+	}
+	if got != sent {
+		return out, fmt.Errorf("%s: %d messages sent, %d received", tc.key(), sent, got)
+	}
+	out.Messages = got
+	out.Seconds = float64(last-t0) / 1e9
+	if out.Seconds > 0 {
+		out.MsgsPerSec = float64(got) / out.Seconds
+	}
+	if st.stats != nil {
+		out.Stats = st.stats()
+	}
+	out.MQCapacity = st.mqCap
+	return out, nil
+}

@@ -1,0 +1,163 @@
+package main
+
+// The child side of each cross-process mechanism for the throughput runs: a
+// sender for producers and a receiver for consumers. Descriptors (pipe ends,
+// socket ends) arrive as the child's descriptor 3; the queue and the message
+// queue are opened by name.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/shmq/mpmc"
+	"golang.org/x/sys/unix"
+)
+
+// Mechanism names used in results.
+const (
+	mechQueue    = "mpmc"
+	mechPipe     = "pipe"
+	mechUnixSock = "unix-seqpacket"
+	mechMQ       = "posix-mq"
+)
+
+// errEOS marks the end of the stream at a receiver.
+var errEOS = errors.New("end of stream")
+
+// sender is a producer's end of a mechanism.
+type sender interface {
+	send(msg []byte) error
+	close() error
+}
+
+// receiver is a consumer's end of a mechanism; recv returns errEOS once
+// every producer is done and everything was received.
+type receiver interface {
+	recv(buf []byte) (int, error)
+	close() error
+}
+
+const inheritedFD = 3
+
+func openSender(a tputArgs) (sender, error) {
+	switch a.Mech {
+	case mechQueue:
+		q, err := mpmc.Open(a.Path)
+		if err != nil {
+			return nil, err
+		}
+		return queueEnd{q}, nil
+	case mechPipe, mechUnixSock:
+		return fdEnd{fd: inheritedFD, size: a.Size, stream: a.Mech == mechPipe}, nil
+	case mechMQ:
+		fd, err := mqOpen(a.Path, unix.O_WRONLY, 0, nil)
+		if err != nil {
+			return nil, err
+		}
+		return mqEnd{fd}, nil
+	}
+	return nil, fmt.Errorf("unknown mechanism %q", a.Mech)
+}
+
+func openReceiver(a tputArgs) (receiver, error) {
+	switch a.Mech {
+	case mechQueue:
+		q, err := mpmc.Open(a.Path)
+		if err != nil {
+			return nil, err
+		}
+		return queueEnd{q}, nil
+	case mechPipe, mechUnixSock:
+		return fdEnd{fd: inheritedFD, size: a.Size, stream: a.Mech == mechPipe}, nil
+	case mechMQ:
+		fd, err := mqOpen(a.Path, unix.O_RDONLY, 0, nil)
+		if err != nil {
+			return nil, err
+		}
+		return mqEnd{fd}, nil
+	}
+	return nil, fmt.Errorf("unknown mechanism %q", a.Mech)
+}
+
+// queueEnd is either end of the shared-memory queue.
+type queueEnd struct{ q *mpmc.Queue }
+
+func (e queueEnd) send(msg []byte) error { return e.q.Enqueue(context.Background(), msg) }
+
+func (e queueEnd) recv(buf []byte) (int, error) {
+	n, err := e.q.Dequeue(context.Background(), buf)
+	if errors.Is(err, mpmc.ErrClosed) {
+		return 0, errEOS
+	}
+	return n, err
+}
+
+func (e queueEnd) close() error { return e.q.Close() }
+
+// fdEnd is an end of a pipe (a byte stream of fixed-size messages, each
+// written atomically since it is at most PIPE_BUF) or of a SOCK_SEQPACKET
+// socket (one record per call).
+type fdEnd struct {
+	fd     int
+	size   int
+	stream bool
+}
+
+func (e fdEnd) send(msg []byte) error {
+	for len(msg) > 0 {
+		n, err := unix.Write(e.fd, msg)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		if !e.stream && n != len(msg) {
+			return fmt.Errorf("short write of a record: %d of %d", n, len(msg))
+		}
+		msg = msg[n:]
+	}
+	return nil
+}
+
+func (e fdEnd) recv(buf []byte) (int, error) {
+	got := 0
+	for {
+		n, err := unix.Read(e.fd, buf[got:e.size])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read: %w", err)
+		}
+		if n == 0 {
+			if got != 0 {
+				return 0, fmt.Errorf("stream ended inside a message (%d of %d bytes)", got, e.size)
+			}
+			return 0, errEOS
+		}
+		got += n
+		if !e.stream || got == e.size {
+			return got, nil
+		}
+	}
+}
+
+func (e fdEnd) close() error { return unix.Close(e.fd) }
+
+// mqEnd is either end of a POSIX message queue; an empty message ends the
+// stream (the parent sends one per consumer once the producers are done).
+type mqEnd struct{ fd int }
+
+func (e mqEnd) send(msg []byte) error { return mqSend(e.fd, msg) }
+
+func (e mqEnd) recv(buf []byte) (int, error) {
+	n, err := mqRecv(e.fd, buf)
+	if err == nil && n == 0 {
+		return 0, errEOS
+	}
+	return n, err
+}
+
+func (e mqEnd) close() error { return unix.Close(e.fd) }
