@@ -58,25 +58,40 @@ func (w *Writer) Write(r Record) error {
 // Flush writes out the buffered records.
 func (w *Writer) Flush() error { return w.w.Flush() }
 
-// ReadRecords decodes the records of r in order and calls fn for each. It
-// returns the number of records read, and ErrTruncated (wrapped) if r ends
-// inside a record; the complete records before that were passed to fn.
-func ReadRecords(r io.Reader, fn func(Record)) (uint64, error) {
-	br := bufio.NewReaderSize(r, 256<<10)
-	var buf [RecordSize]byte
+// batchRecords is how many records ReadRecords decodes per call of fn.
+const batchRecords = 4096
+
+// ReadRecords decodes the records of r in order and passes them to fn in
+// batches (the slice is reused after fn returns). It returns the number of
+// records read, and ErrTruncated (wrapped) if r ends inside a record; the
+// complete records before that were passed to fn.
+func ReadRecords(r io.Reader, fn func([]Record)) (uint64, error) {
+	buf := make([]byte, batchRecords*RecordSize)
+	batch := make([]Record, 0, batchRecords)
 	var n uint64
+	have := 0 // bytes in buf
 	for {
-		k, err := io.ReadFull(br, buf[:])
+		k, err := r.Read(buf[have:])
+		have += k
+		whole := have / RecordSize
+		batch = batch[:0]
+		for i := range whole {
+			b := buf[i*RecordSize:]
+			p := binary.LittleEndian.Uint32(b[0:])
+			batch = append(batch, Record{Producer: p & MaxProducer, Seq: binary.LittleEndian.Uint64(b[4:]), Corrupt: p&corruptBit != 0})
+		}
+		if whole > 0 {
+			fn(batch)
+			n += uint64(whole)
+			have = copy(buf, buf[whole*RecordSize:have])
+		}
 		switch {
+		case err == io.EOF && have > 0:
+			return n, fmt.Errorf("%w: %d stray bytes after %d records", ErrTruncated, have, n)
 		case err == io.EOF:
 			return n, nil
-		case err == io.ErrUnexpectedEOF:
-			return n, fmt.Errorf("%w: %d stray bytes after %d records", ErrTruncated, k, n)
 		case err != nil:
 			return n, err
 		}
-		p := binary.LittleEndian.Uint32(buf[0:])
-		fn(Record{Producer: p & MaxProducer, Seq: binary.LittleEndian.Uint64(buf[4:]), Corrupt: p&corruptBit != 0})
-		n++
 	}
 }

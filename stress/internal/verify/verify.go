@@ -1,17 +1,20 @@
-// Package verify checks the exactly-once delivery of a stress run: given how
-// many messages each producer sent and, for each consumer, the ordered list
-// of (producer, sequence) pairs it received, it finds every lost, duplicated,
-// reordered, corrupt or never-sent message.
+// Package verify checks the exactly-once delivery of a stress run: given, for
+// each consumer, the ordered stream of (producer, sequence) pairs it
+// received, and at the end how many messages each producer sent, it finds
+// every lost, duplicated, reordered, corrupt or never-sent message.
 //
-// Memory is one bit per sent message plus one sequence number per
-// (consumer, producer) pair, so millions of messages cost megabytes at most.
-// A Verifier is not safe for concurrent use.
+// Memory is one bit per message received plus one sequence number per
+// (consumer, producer) pair: millions of messages cost megabytes at most. The
+// streams of different consumers may be fed from different goroutines at
+// once (each Consumer from one goroutine); Finish must come after them all.
 package verify
 
 import (
 	"fmt"
 	"math/bits"
+	"sort"
 	"strings"
+	"sync"
 )
 
 // maxExamples is how many offending messages of each kind are kept.
@@ -32,18 +35,22 @@ type Producer struct {
 // failing: zero for a normal run; a chaos run that kills consumers allows
 // for the messages those consumers had taken but not recorded.
 type Allowance struct {
-	Lost       uint64
-	Duplicated uint64
+	Lost       uint64 `json:"lost"`
+	Duplicated uint64 `json:"duplicated"`
 }
 
 // Example is one offending message.
 type Example struct {
-	Consumer int    `json:"consumer"` // -1 when not known (a lost message)
+	// Consumer is the consumer that received it, -1 when there is none (a
+	// lost message) or it is not known (a never-sent message found at the
+	// end).
+	Consumer int    `json:"consumer"`
 	Producer uint32 `json:"producer"`
 	Seq      uint64 `json:"seq"`
 	// Index is the position of the record in the consumer's stream.
 	Index uint64 `json:"index"`
-	// Prev is, for a reordering, the sequence number that came before.
+	// Prev is, for a reordering, the highest sequence number of the same
+	// producer that the consumer had received before.
 	Prev uint64 `json:"prev,omitempty"`
 }
 
@@ -65,7 +72,7 @@ func (v *Violation) add(e Example) {
 // Result is the outcome of a verification.
 type Result struct {
 	Sent     uint64 `json:"sent"`     // messages the producers reported (exact ones)
-	Received uint64 `json:"received"` // records read from every consumer
+	Received uint64 `json:"received"` // records of every consumer
 	Unique   uint64 `json:"unique"`   // distinct valid messages received
 
 	Lost       Violation `json:"lost"`       // sent, never received
@@ -92,73 +99,101 @@ func (r Result) Problems() string {
 		for i, e := range v.Examples {
 			s[i] = f(e)
 		}
+		if v.Count > uint64(len(s)) {
+			s = append(s, "...")
+		}
 		return strings.Join(s, ", ")
 	}
+	at := func(e Example) string {
+		if e.Consumer < 0 {
+			return e.String()
+		}
+		return fmt.Sprintf("%v at consumer %d record %d", e, e.Consumer, e.Index)
+	}
 	if r.Lost.Count > r.Allowance.Lost {
-		parts = append(parts, fmt.Sprintf("%d lost (first: %s)", r.Lost.Count, list(r.Lost, Example.String)))
+		parts = append(parts, fmt.Sprintf("%d lost (%s)", r.Lost.Count, list(r.Lost, Example.String)))
 	}
 	if r.Duplicated.Count > r.Allowance.Duplicated {
-		parts = append(parts, fmt.Sprintf("%d duplicated (first: %s)", r.Duplicated.Count, list(r.Duplicated, func(e Example) string {
+		parts = append(parts, fmt.Sprintf("%d duplicated (%s)", r.Duplicated.Count, list(r.Duplicated, func(e Example) string {
 			return fmt.Sprintf("%v again at consumer %d record %d", e, e.Consumer, e.Index)
 		})))
 	}
 	if r.Reordered.Count > 0 {
-		parts = append(parts, fmt.Sprintf("%d not in increasing order (first: %s)", r.Reordered.Count, list(r.Reordered, func(e Example) string {
-			return fmt.Sprintf("consumer %d record %d got %v after #%d", e.Consumer, e.Index, e, e.Prev)
+		parts = append(parts, fmt.Sprintf("%d not in increasing order (%s)", r.Reordered.Count, list(r.Reordered, func(e Example) string {
+			return fmt.Sprintf("%v after #%d at consumer %d record %d", e, e.Prev, e.Consumer, e.Index)
 		})))
 	}
 	if r.Corrupt.Count > 0 {
-		parts = append(parts, fmt.Sprintf("%d corrupt (first: %s)", r.Corrupt.Count, list(r.Corrupt, func(e Example) string {
-			return fmt.Sprintf("consumer %d record %d claiming %v", e.Consumer, e.Index, e)
+		parts = append(parts, fmt.Sprintf("%d corrupt (%s)", r.Corrupt.Count, list(r.Corrupt, func(e Example) string {
+			return fmt.Sprintf("claiming %v", at(e))
 		})))
 	}
 	if r.Unknown.Count > 0 {
-		parts = append(parts, fmt.Sprintf("%d never sent (first: %s)", r.Unknown.Count, list(r.Unknown, func(e Example) string {
-			return fmt.Sprintf("consumer %d record %d claiming %v", e.Consumer, e.Index, e)
-		})))
+		parts = append(parts, fmt.Sprintf("%d never sent (%s)", r.Unknown.Count, list(r.Unknown, at)))
 	}
 	return strings.Join(parts, "; ")
 }
 
-// bitset is a growable set of sequence numbers.
-type bitset []uint64
+// A bitset of sequence numbers, in chunks allocated on first use, so that a
+// wild sequence number costs one chunk, not memory up to it.
+const (
+	chunkBits  = 1 << 16
+	chunkWords = chunkBits / 64
+)
 
-func (b *bitset) testAndSet(i uint64) bool {
-	w := i / 64
-	if w >= uint64(len(*b)) {
-		grown := make(bitset, max(w+1, uint64(2*len(*b))))
-		copy(grown, *b)
-		*b = grown
+type chunk [chunkWords]uint64
+
+type seqSet struct {
+	chunks  map[uint64]*chunk
+	lastIdx uint64
+	last    *chunk
+	maxSeq1 uint64 // highest sequence number seen + 1
+}
+
+// testAndSet sets seq and reports whether it was set already.
+func (s *seqSet) testAndSet(seq uint64) bool {
+	idx := seq / chunkBits
+	c := s.last
+	if c == nil || idx != s.lastIdx {
+		if c = s.chunks[idx]; c == nil {
+			c = new(chunk)
+			s.chunks[idx] = c
+		}
+		s.last, s.lastIdx = c, idx
 	}
-	m := uint64(1) << (i % 64)
-	old := (*b)[w]&m != 0
-	(*b)[w] |= m
+	bit := seq % chunkBits
+	m := uint64(1) << (bit % 64)
+	w := &c[bit/64]
+	old := *w&m != 0
+	*w |= m
+	s.maxSeq1 = max(s.maxSeq1, seq+1)
 	return old
 }
 
 // Verifier accumulates what consumers received.
 type Verifier struct {
-	producers []Producer
-	seen      []bitset
-	maxSeen   []uint64 // highest seq received + 1, per producer
+	mu        sync.Mutex
+	producers int
+	limits    []uint64 // known upper bounds on Sent, 0 = none
+	seen      []seqSet
 	res       Result
-	consumers int
 }
 
-// New returns a Verifier for producers 0 to len(producers)-1.
-func New(producers []Producer) *Verifier {
-	v := &Verifier{
-		producers: producers,
-		seen:      make([]bitset, len(producers)),
-		maxSeen:   make([]uint64, len(producers)),
-	}
-	for i, p := range producers {
-		if p.Exact {
-			v.seen[i] = make(bitset, (p.Sent+63)/64)
-			v.res.Sent += p.Sent
-		}
+// New returns a Verifier for producers 0 to producers-1.
+func New(producers int) *Verifier {
+	v := &Verifier{producers: producers, limits: make([]uint64, producers), seen: make([]seqSet, producers)}
+	for i := range v.seen {
+		v.seen[i].chunks = map[uint64]*chunk{}
 	}
 	return v
+}
+
+// SetLimit declares that producer p sends at most limit messages, so that a
+// message above it is reported with the consumer that received it.
+func (v *Verifier) SetLimit(p int, limit uint64) {
+	v.mu.Lock()
+	v.limits[p] = limit
+	v.mu.Unlock()
 }
 
 // Consumer is the verifier's view of one consumer's stream.
@@ -172,12 +207,26 @@ type Consumer struct {
 // Consumer starts the stream of consumer id; its records must then be
 // passed to Observe in the order the consumer received them.
 func (v *Verifier) Consumer(id int) *Consumer {
-	v.consumers++
-	return &Consumer{v: v, id: id, last: make([]uint64, len(v.producers))}
+	return &Consumer{v: v, id: id, last: make([]uint64, v.producers)}
 }
 
 // Observe checks one record.
 func (c *Consumer) Observe(r Record) {
+	c.v.mu.Lock()
+	c.observe(r)
+	c.v.mu.Unlock()
+}
+
+// ObserveBatch checks consecutive records of the stream.
+func (c *Consumer) ObserveBatch(rs []Record) {
+	c.v.mu.Lock()
+	for _, r := range rs {
+		c.observe(r)
+	}
+	c.v.mu.Unlock()
+}
+
+func (c *Consumer) observe(r Record) {
 	v := c.v
 	e := Example{Consumer: c.id, Producer: r.Producer, Seq: r.Seq, Index: c.index}
 	c.index++
@@ -186,12 +235,10 @@ func (c *Consumer) Observe(r Record) {
 	case r.Corrupt:
 		v.res.Corrupt.add(e)
 		return
-	case int64(r.Producer) >= int64(len(v.producers)):
+	case int64(r.Producer) >= int64(v.producers):
 		v.res.Unknown.add(e)
 		return
-	}
-	p := v.producers[r.Producer]
-	if p.Exact && r.Seq >= p.Sent {
+	case v.limits[r.Producer] != 0 && r.Seq >= v.limits[r.Producer]:
 		v.res.Unknown.add(e)
 		return
 	}
@@ -202,7 +249,6 @@ func (c *Consumer) Observe(r Record) {
 		v.res.Reordered.add(e)
 	}
 	c.last[r.Producer] = max(c.last[r.Producer], r.Seq+1)
-	v.maxSeen[r.Producer] = max(v.maxSeen[r.Producer], r.Seq+1)
 	if v.seen[r.Producer].testAndSet(r.Seq) {
 		v.res.Duplicated.add(e)
 		return
@@ -210,31 +256,68 @@ func (c *Consumer) Observe(r Record) {
 	v.res.Unique++
 }
 
-// Finish counts the messages that were sent and never received, and returns
-// the result, judged against allow.
-func (v *Verifier) Finish(allow Allowance) Result {
+// Finish takes what each producer sent (one entry per producer), counts the
+// messages sent and never received and those received but never sent, and
+// returns the result, judged against allow.
+func (v *Verifier) Finish(producers []Producer, allow Allowance) Result {
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	res := v.res
 	res.Lost = Violation{}
+	res.Unknown.Examples = append([]Example(nil), res.Unknown.Examples...)
 	res.Allowance = allow
-	for i, p := range v.producers {
-		n := p.Sent
-		if !p.Exact {
-			n = v.maxSeen[i]
+	for i := range v.producers {
+		p := Producer{}
+		if i < len(producers) {
+			p = producers[i]
 		}
-		set := v.seen[i]
-		for w := uint64(0); w*64 < n; w++ {
-			var word uint64
-			if w < uint64(len(set)) {
-				word = set[w]
+		set := &v.seen[i]
+		n := set.maxSeq1
+		if p.Exact {
+			res.Sent += p.Sent
+			n = p.Sent
+		}
+		// Lost: every bit below n that is not set.
+		for idx := uint64(0); idx*chunkBits < n; idx++ {
+			c := set.chunks[idx]
+			for w := uint64(0); w < chunkWords && idx*chunkBits+w*64 < n; w++ {
+				var word uint64
+				if c != nil {
+					word = c[w]
+				}
+				base := idx*chunkBits + w*64
+				missing := ^word
+				if rem := n - base; rem < 64 {
+					missing &= 1<<rem - 1
+				}
+				for missing != 0 {
+					b := uint64(bits.TrailingZeros64(missing))
+					missing &= missing - 1
+					res.Lost.add(Example{Consumer: -1, Producer: uint32(i), Seq: base + b})
+				}
 			}
-			missing := ^word
-			if rem := n - w*64; rem < 64 {
-				missing &= 1<<rem - 1
+		}
+		// Unknown: bits set at or above what the producer sent.
+		if !p.Exact || set.maxSeq1 <= p.Sent {
+			continue
+		}
+		idxs := make([]uint64, 0, len(set.chunks))
+		for idx := range set.chunks {
+			if (idx+1)*chunkBits > p.Sent {
+				idxs = append(idxs, idx)
 			}
-			for missing != 0 {
-				b := uint64(bits.TrailingZeros64(missing))
-				missing &= missing - 1
-				res.Lost.add(Example{Consumer: -1, Producer: uint32(i), Seq: w*64 + b})
+		}
+		sort.Slice(idxs, func(a, b int) bool { return idxs[a] < idxs[b] })
+		for _, idx := range idxs {
+			for w, word := range set.chunks[idx] {
+				for word != 0 {
+					b := uint64(bits.TrailingZeros64(word))
+					word &= word - 1
+					if seq := idx*chunkBits + uint64(w)*64 + b; seq >= p.Sent {
+						res.Unique--
+						res.Unknown.add(Example{Consumer: -1, Producer: uint32(i), Seq: seq})
+					}
+				}
 			}
 		}
 	}

@@ -4,19 +4,21 @@ import (
 	"bytes"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"testing/iotest"
 )
 
 // run feeds each consumer's records to a fresh verifier.
 func run(producers []Producer, allow Allowance, consumers ...[]Record) Result {
-	v := New(producers)
+	v := New(len(producers))
 	for id, recs := range consumers {
 		c := v.Consumer(id)
 		for _, r := range recs {
 			c.Observe(r)
 		}
 	}
-	return v.Finish(allow)
+	return v.Finish(producers, allow)
 }
 
 func exact(sent ...uint64) []Producer {
@@ -167,7 +169,8 @@ func TestRecordsRoundTrip(t *testing.T) {
 		t.Fatalf("encoded %d bytes", buf.Len())
 	}
 	var out []Record
-	n, err := ReadRecords(bytes.NewReader(buf.Bytes()), func(r Record) { out = append(out, r) })
+	// One byte per Read, to cross record boundaries.
+	n, err := ReadRecords(iotest.OneByteReader(bytes.NewReader(buf.Bytes())), func(rs []Record) { out = append(out, rs...) })
 	if err != nil || n != 3 || len(out) != 3 {
 		t.Fatalf("read %d, %v", n, err)
 	}
@@ -176,16 +179,66 @@ func TestRecordsRoundTrip(t *testing.T) {
 			t.Fatalf("record %d: %+v != %+v", i, out[i], in[i])
 		}
 	}
-	n, err = ReadRecords(bytes.NewReader(buf.Bytes()[:buf.Len()-3]), func(Record) {})
+	n, err = ReadRecords(bytes.NewReader(buf.Bytes()[:buf.Len()-3]), func([]Record) {})
 	if n != 2 || !errors.Is(err, ErrTruncated) {
 		t.Fatalf("truncated stream: %d, %v", n, err)
 	}
 }
 
-func BenchmarkObserve(b *testing.B) {
-	v := New([]Producer{{Exact: false}})
-	c := v.Consumer(0)
-	for i := 0; b.Loop(); i++ {
-		c.Observe(Record{Seq: uint64(i)})
+func TestLimitNamesTheConsumer(t *testing.T) {
+	v := New(1)
+	v.SetLimit(0, 2)
+	c := v.Consumer(4)
+	for _, s := range []uint64{0, 1, 2} {
+		c.Observe(Record{Seq: s})
 	}
+	res := v.Finish([]Producer{{Sent: 2, Exact: true}}, Allowance{})
+	if res.OK() || res.Unknown.Count != 1 || res.Unknown.Examples[0].Consumer != 4 || res.Unique != 2 {
+		t.Fatalf("limit: %+v", res)
+	}
+}
+
+func TestWildSequenceNumber(t *testing.T) {
+	// A sequence number far out must cost neither memory nor a scan up to it.
+	v := New(1)
+	c := v.Consumer(0)
+	c.ObserveBatch([]Record{{Seq: 0}, {Seq: 1 << 60}, {Seq: 1}})
+	res := v.Finish([]Producer{{Sent: 2, Exact: true}}, Allowance{})
+	if res.OK() || res.Unknown.Count != 1 || res.Unknown.Examples[0].Seq != 1<<60 || res.Lost.Count != 0 || res.Unique != 2 {
+		t.Fatalf("wild seq: %+v", res)
+	}
+}
+
+func TestConcurrentConsumers(t *testing.T) {
+	sent := []uint64{20000, 20000, 20000}
+	cs := clean(sent, 4)
+	v := New(len(sent))
+	var wg sync.WaitGroup
+	for id, recs := range cs {
+		c := v.Consumer(id)
+		wg.Go(func() {
+			for i := 0; i < len(recs); i += 100 {
+				c.ObserveBatch(recs[i:min(i+100, len(recs))])
+			}
+		})
+	}
+	wg.Wait()
+	if res := v.Finish(exact(sent...), Allowance{}); !res.OK() || res.Unique != 60000 {
+		t.Fatalf("concurrent clean run: %s %+v", res.Problems(), res)
+	}
+}
+
+func BenchmarkObserve(b *testing.B) {
+	v := New(1)
+	c := v.Consumer(0)
+	batch := make([]Record, 512)
+	seq := uint64(0)
+	for b.Loop() {
+		for i := range batch {
+			batch[i] = Record{Seq: seq}
+			seq++
+		}
+		c.ObserveBatch(batch)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(seq), "ns/record")
 }
