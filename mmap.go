@@ -263,7 +263,7 @@ func openSegment(path string) (*segment, error) {
 		// A creator sizes the file in one step, then writes the header and
 		// publishes the ready marker last: an empty file, or one whose
 		// header is blank or ours but not ready, may still be in the making.
-		initialising := size == 0 || ((magic == 0 || magic == segmentMagic) && ready != readyMarker)
+		initialising := size == 0 || (size >= int64(len(hdr)) && (magic == 0 || magic == segmentMagic) && ready != readyMarker)
 		if initialising && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 			continue

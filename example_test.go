@@ -1,0 +1,119 @@
+package mpmc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+
+	"github.com/shmq/mpmc"
+)
+
+// One process creates the queue; any number of others Open the same path.
+// Here both handles live in one process to keep the example self-contained.
+func Example() {
+	path := filepath.Join("/dev/shm", fmt.Sprintf("mpmc-example-%d", os.Getpid()))
+	q, err := mpmc.Create(path, mpmc.Config{Capacity: 1024, SlotSize: 256})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.Remove(path) // the segment outlives its handles until removed
+	defer q.Close()
+
+	consumer, err := mpmc.Open(path) // usually in another process
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer consumer.Close()
+
+	ctx := context.Background()
+	for _, m := range []string{"hello", "from", "another", "process"} {
+		if err := q.Enqueue(ctx, []byte(m)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	q.Shutdown() // no more messages: consumers drain, then see ErrClosed
+
+	buf := make([]byte, consumer.SlotSize())
+	for {
+		n, err := consumer.Dequeue(ctx, buf)
+		if errors.Is(err, mpmc.ErrClosed) {
+			break
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(string(buf[:n]))
+	}
+	// Output:
+	// hello
+	// from
+	// another
+	// process
+}
+
+// TryEnqueue and TryDequeue never wait: they report a full or empty queue
+// with an error, for callers that have something better to do.
+func ExampleQueue_TryEnqueue() {
+	path := filepath.Join("/dev/shm", fmt.Sprintf("mpmc-example-try-%d", os.Getpid()))
+	q, err := mpmc.Create(path, mpmc.Config{Capacity: 2, SlotSize: 8})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.Remove(path)
+	defer q.Close()
+
+	for _, m := range []string{"a", "b", "c"} {
+		err := q.TryEnqueue([]byte(m))
+		fmt.Printf("%s: %v\n", m, err)
+	}
+	fmt.Println(errors.Is(q.TryEnqueue(make([]byte, 9)), mpmc.ErrTooLarge))
+
+	buf := make([]byte, 8)
+	for range 3 {
+		n, err := q.TryDequeue(buf)
+		fmt.Printf("%q %v\n", buf[:n], err)
+	}
+	// Output:
+	// a: <nil>
+	// b: <nil>
+	// c: mpmc: queue is full
+	// true
+	// "a" <nil>
+	// "b" <nil>
+	// "" mpmc: queue is empty
+}
+
+// Open validates a file before mapping it: anything that is not a queue
+// segment is refused with an error matching ErrBadSegment.
+func ExampleOpen() {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("not-a-queue-%d", os.Getpid()))
+	os.WriteFile(path, []byte("just some text"), 0o600)
+	defer os.Remove(path)
+
+	_, err := mpmc.Open(path)
+	fmt.Println(errors.Is(err, mpmc.ErrBadSegment))
+	// Output:
+	// true
+}
+
+// Enqueue and Dequeue wait, spinning briefly and then sleeping, until they
+// can go on or their context is done.
+func ExampleQueue_Dequeue() {
+	path := filepath.Join("/dev/shm", fmt.Sprintf("mpmc-example-deq-%d", os.Getpid()))
+	q, err := mpmc.Create(path, mpmc.Config{Capacity: 8, SlotSize: 64})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.Remove(path)
+	defer q.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10e6) // 10ms
+	defer cancel()
+	_, err = q.Dequeue(ctx, make([]byte, 64))
+	fmt.Println(errors.Is(err, context.DeadlineExceeded))
+	// Output:
+	// true
+}
