@@ -93,6 +93,7 @@ type ChildReport struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	Stderr     string  `json:"stderr,omitempty"`
 	Problem    string  `json:"problem,omitempty"`
+	Killed     bool    `json:"killed,omitempty"` // the stress tester sent it SIGKILL
 }
 
 func newReport(cfg runConfig) *Report {
@@ -132,6 +133,7 @@ func (r *Report) addChild(c *child) {
 		cr.Stop, cr.Messages = res.Stop, res.Messages
 	}
 	_, cr.Problem = c.problem()
+	cr.Killed = c.wasKilled()
 	r.Children = append(r.Children, cr)
 }
 
@@ -210,8 +212,12 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 	}
 	if len(r.Children) > 0 {
-		fmt.Fprintf(w, "cpu:        %.2f s per million messages (children: user %.2f s + sys %.2f s)\n",
-			r.CPU.SecondsPerMillion, r.CPU.UserSeconds, r.CPU.SysSeconds)
+		if r.Verified != nil && r.Messages > 0 {
+			fmt.Fprintf(w, "cpu:        %.2f s per million messages (children: user %.2f s + sys %.2f s)\n",
+				r.CPU.SecondsPerMillion, r.CPU.UserSeconds, r.CPU.SysSeconds)
+		} else {
+			fmt.Fprintf(w, "cpu:        children: user %.2f s + sys %.2f s\n", r.CPU.UserSeconds, r.CPU.SysSeconds)
+		}
 		q := r.Queue
 		fmt.Fprintf(w, "sleeps:     consumers slept %d times, woken by %d wake calls; producers slept %d times, woken by %d wake calls\n",
 			q.ConsumerSleeps, q.ConsumerWakeups, q.ProducerSleeps, q.ProducerWakeups)
@@ -229,17 +235,23 @@ func (r *Report) WriteText(w io.Writer) {
 
 // childSummary counts children by how they ended.
 func (r *Report) childSummary() string {
-	ok, bad := 0, []string{}
+	ok, bad, killed := 0, []string{}, []string{}
 	for _, c := range r.Children {
-		if c.Problem == "" {
+		switch {
+		case c.Problem == "":
 			ok++
-		} else {
+		case c.Killed:
+			killed = append(killed, fmt.Sprintf("%s %d", c.Role, c.ID))
+		default:
 			bad = append(bad, c.Problem)
 		}
 	}
 	s := fmt.Sprintf("%d of %d exited cleanly", ok, len(r.Children))
 	if len(bad) > 0 {
 		s += "; " + strings.Join(bad, "; ")
+	}
+	if len(killed) > 0 {
+		s += "; killed by the stress tester: " + strings.Join(killed, ", ")
 	}
 	return s
 }
