@@ -45,6 +45,6 @@ stress:
 # binary exits 0 only with the OK verdict).
 .PHONY: stress-test
 stress-test:
-	@cd stress && test -z "$$(gofmt -l .)" || { echo "gofmt needed in stress/:"; cd stress && gofmt -l .; exit 1; }
+	@cd stress && test -z "$$(gofmt -l .)" || { echo "gofmt needed in stress/:"; gofmt -l .; exit 1; }
 	cd stress && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	cd stress && $(GO) build -o bin/stress . && ./bin/stress run -messages 200000 -timeout 2m
