@@ -23,11 +23,14 @@ package mpmc
 // between them.
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/bits"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -64,6 +67,7 @@ const (
 	offParticipants    = 0x50 // uint64: offset of the participants table
 	offReady           = 0x58 // uint32: readyMarker once the segment is usable
 	offShutdown        = 0x5C // uint32: non-zero once Shutdown was called
+	offFlags           = 0x60 // uint32: segmentRedeliver; unknown bits are ignored
 
 	offEnqueuePos = 0x080
 	offDequeuePos = 0x100
@@ -99,6 +103,7 @@ const (
 	ctrRecoveredReads               // dead consumers' taken slots released
 	ctrSkipped                      // skipped slots passed over by consumers
 	ctrParticipantsReclaimed        // participant entries of dead processes reused
+	ctrRedelivered                  // recovered messages of dead consumers enqueued again
 	numCounters
 )
 
@@ -126,10 +131,14 @@ func newGeometry(capacity, slotSize uint64) (geometry, error) {
 	return geometry{capacity: capacity, slotSize: slotSize, slotStride: stride, totalSize: headerSize + total}, nil
 }
 
+// Header flags (offFlags).
+const segmentRedeliver = 1 // Config.Redeliver
+
 // segment is one mapping of a queue file.
 type segment struct {
-	f   *os.File
-	mem []byte
+	f     *os.File
+	mem   []byte
+	flags uint32 // private copy of the header's flags
 	geometry
 }
 
@@ -157,21 +166,32 @@ func (s *segment) unmap() error {
 }
 
 // createSegment makes a new queue file at path, sized, reserved and
-// initialised, with the creator registered as participant 0 before anything
-// else so that a creator that dies half-way can be told apart from one that
-// is still working (see Open).
-func createSegment(path string, g geometry, perm os.FileMode) (*segment, error) {
+// initialised, with the creator registered as participant 0.
+//
+// The segment is built under a temporary name in the same directory and
+// linked into place only when complete, so no process ever finds a
+// half-built segment at path, a creator that dies half-way leaves nothing
+// at path (only its temporary file, which Clean removes), and of several
+// processes creating the same path at once exactly one wins: link(2) fails
+// with EEXIST for the others.
+func createSegment(path string, g geometry, perm os.FileMode, flags uint32) (*segment, error) {
 	if perm == 0 {
 		perm = 0o600
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm.Perm())
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("mpmc: create %s: %w", path, fs.ErrExist)
+	}
+	tmp := tempName(path)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm.Perm())
 	if err != nil {
 		return nil, fmt.Errorf("mpmc: create %s: %w", path, err)
 	}
+	// Only the temporary name goes: once linked, the segment lives on at
+	// path.
+	defer os.Remove(tmp)
 	s := &segment{f: f, geometry: g}
 	fail := func(err error) (*segment, error) {
 		s.unmap()
-		os.Remove(path)
 		return nil, fmt.Errorf("mpmc: create %s: %w", path, err)
 	}
 	// The umask must not narrow a mode that was asked for explicitly.
@@ -211,13 +231,32 @@ func createSegment(path string, g geometry, perm os.FileMode) (*segment, error) 
 	ne.PutUint32(m[offMaxParticipants:], maxParticipants)
 	ne.PutUint32(m[offParticipantSize:], participantSize)
 	ne.PutUint64(m[offParticipants:], participantsOffset)
+	ne.PutUint32(m[offFlags:], flags)
+	s.flags = flags
 	// Slot i starts its life free for position i (sequence i, state free).
 	for i := uint64(0); i < g.capacity; i++ {
 		s.slot(i).ctl.Store(packCtl(i, stateFree, 0))
 	}
+	hook(hookCreateBeforeReady)
 	// Published last: Open treats a segment without it as still being built.
 	s.u32(offReady).Store(readyMarker)
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			err = fs.ErrExist // another creator won
+		}
+		return fail(err)
+	}
 	return s, nil
+}
+
+// tempPrefix starts the name of a segment still being built (see
+// createSegment); tempName returns such a name for path.
+const tempPrefix = ".mpmc-creating-"
+
+func tempName(path string) string {
+	var r [6]byte
+	rand.Read(r[:])
+	return filepath.Join(filepath.Dir(path), fmt.Sprintf("%s%d-%x-%s", tempPrefix, os.Getpid(), r, filepath.Base(path)))
 }
 
 // openSegment maps an existing queue file after validating its header. The
@@ -241,7 +280,7 @@ func openSegment(path string) (*segment, error) {
 		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
 	}
 	deadline := time.Now().Add(openInitWait)
-	var hdr [offShutdown + 4]byte
+	var hdr [offFlags + 4]byte
 	for {
 		st, err := f.Stat()
 		if err != nil {
@@ -264,6 +303,20 @@ func openSegment(path string) (*segment, error) {
 		// publishes the ready marker last: an empty file, or one whose
 		// header is blank or ours but not ready, may still be in the making.
 		initialising := size == 0 || (size >= int64(len(hdr)) && (magic == 0 || magic == segmentMagic) && ready != readyMarker)
+		if initialising {
+			// The creator holds entry 0's lock from before it sizes
+			// the file: if nobody holds it, nobody is building this.
+			if alive, err := participantAlive(f, 0); err == nil && !alive {
+				switch {
+				case size == 0:
+					return fail(fmt.Errorf("%w: empty file, and no creator is initialising it", ErrBadSegment))
+				case magic == 0:
+					return fail(fmt.Errorf("%w: blank header, and no creator is initialising it", ErrBadSegment))
+				}
+				return fail(fmt.Errorf("%w: abandoned half-built segment (its creator, pid %d, died while initialising it)",
+					ErrBadSegment, binary.NativeEndian.Uint64(hdr[offCreatorPid:])))
+			}
+		}
 		if initialising && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 			continue
@@ -279,6 +332,7 @@ func openSegment(path string) (*segment, error) {
 		if s.geometry, err = validateHeader(hdr[:], uint64(size)); err != nil {
 			return fail(err)
 		}
+		s.flags = binary.NativeEndian.Uint32(hdr[offFlags:])
 		break
 	}
 	if s.mem, err = unix.Mmap(int(f.Fd()), 0, int(s.totalSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {

@@ -72,6 +72,13 @@ type Config struct {
 	// Perm is the mode of the segment file; zero means 0600. It is applied
 	// exactly, regardless of the umask.
 	Perm os.FileMode
+	// Redeliver selects what becomes of a message that a consumer had
+	// taken when its process died, before Dequeue returned it. By default
+	// the message is dropped (and counted in Stats.RecoveredReads): every
+	// message is delivered at most once. With Redeliver, recovery enqueues
+	// it again, once: a message whose consumer died is delivered at least
+	// once, possibly twice, and possibly out of its producer's order.
+	Redeliver bool
 }
 
 // Queue is one process's handle on a queue segment. Its methods are safe for
@@ -88,6 +95,11 @@ type Queue struct {
 	notEmpty   waitSide // consumers wait here
 	notFull    waitSide // producers wait here
 	spin       atomic.Int64
+	redeliver  bool // Config.Redeliver, from the segment header
+
+	recoveryTimeout atomic.Int64 // time.Duration; see SetRecoveryTimeout
+	consumerStall   stall        // the claim consumers are held up by
+	producerStall   stall        // the claim producers are held up by
 
 	// refs counts calls in flight on this handle; closedBit is set by Close,
 	// which unmaps only once refs has drained to closedBit alone.
@@ -115,7 +127,11 @@ func Create(path string, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
-	seg, err := createSegment(path, g, cfg.Perm)
+	var flags uint32
+	if cfg.Redeliver {
+		flags |= segmentRedeliver
+	}
+	seg, err := createSegment(path, g, cfg.Perm, flags)
 	if err != nil {
 		return nil, err
 	}
@@ -157,12 +173,20 @@ func newQueue(seg *segment, path string, index int) (*Queue, error) {
 		shutdown:   seg.u32(offShutdown),
 	}
 	q.spin.Store(int64(DefaultSpin))
+	q.recoveryTimeout.Store(int64(DefaultRecoveryTimeout))
+	q.redeliver = seg.flags&segmentRedeliver != 0
 	if err := q.join(index); err != nil {
 		return nil, err
 	}
 	// After join: the wait sides need the participant index.
 	q.notEmpty.init(q, offNotEmpty, ctrConsumerSleeps, ctrConsumerWakes, q.canDequeueOrShut)
 	q.notFull.init(q, offNotFull, ctrProducerSleeps, ctrProducerWakes, q.canEnqueueOrShut)
+	q.notFull.producers = true
+	if index < 0 {
+		// Joining an existing segment: whoever held claims in it may
+		// have died (all of them, on a restart).
+		q.recoverAll()
+	}
 	return q, nil
 }
 
@@ -213,7 +237,11 @@ func (q *Queue) tryEnqueue(msg []byte) error {
 	if q.shutdown.Load() != 0 {
 		return ErrClosed
 	}
-	return q.enqueue(msg)
+	err := q.enqueue(msg, 0)
+	if err == ErrFull && q.checkStall(true) {
+		err = q.enqueue(msg, 0) // a dead participant's claim was in the way
+	}
+	return err
 }
 
 // TryDequeue copies the next message into buf and returns its length, without
@@ -233,6 +261,9 @@ func (q *Queue) tryDequeue(buf []byte) (int, error) {
 	// is then certain to be seen.
 	shut := q.shutdown.Load() != 0
 	n, err := q.dequeue(buf)
+	if err == errPending && q.checkStall(false) {
+		n, err = q.dequeue(buf) // a dead producer's claim was in the way
+	}
 	switch {
 	case err == errPending:
 		err = ErrEmpty
@@ -334,6 +365,12 @@ func (q *Queue) SlotSize() int { return int(q.seg.slotSize) }
 // Path returns the path the handle was created or opened with.
 func (q *Queue) Path() string { return q.path }
 
+// SetRecoveryTimeout sets how long a claim of another participant may hold
+// up an operation on this handle before the claimant's liveness is checked
+// (see DefaultRecoveryTimeout). A claim of a dead participant is then taken
+// over; a live one, however slow, is waited for.
+func (q *Queue) SetRecoveryTimeout(d time.Duration) { q.recoveryTimeout.Store(int64(max(d, 0))) }
+
 // SetSpin sets how long a blocked Enqueue or Dequeue on this handle retries
 // before it goes to sleep: zero sleeps at once, a negative duration never
 // sleeps (the call spins until it succeeds or ctx is done). The default is
@@ -357,6 +394,7 @@ type Stats struct {
 
 	RecoveredWrites       uint64 // dead producers' claims turned into skipped slots
 	RecoveredReads        uint64 // dead consumers' taken slots released
+	Redelivered           uint64 // of RecoveredReads, messages enqueued again (Config.Redeliver)
 	SkippedSlots          uint64 // skipped slots passed over by consumers
 	ParticipantsReclaimed uint64 // table entries of dead processes reused
 }
@@ -381,6 +419,7 @@ func (q *Queue) Stats() Stats {
 		ProducerWakeups:       c(ctrProducerWakes),
 		RecoveredWrites:       c(ctrRecoveredWrites),
 		RecoveredReads:        c(ctrRecoveredReads),
+		Redelivered:           c(ctrRedelivered),
 		SkippedSlots:          c(ctrSkipped),
 		ParticipantsReclaimed: c(ctrParticipantsReclaimed),
 	}
@@ -390,16 +429,20 @@ func (q *Queue) Stats() Stats {
 type hookPoint int
 
 const (
-	hookEnqueueBeforePublish hookPoint = iota
-	hookDequeueTaken
-	hookDequeueBeforeRelease
-	hookSleeperIdle
+	hookEnqueueClaimed       hookPoint = iota // slot claimed, nothing written
+	hookEnqueueMidCopy                        // half the payload written
+	hookEnqueueBeforePublish                  // payload and length written
+	hookDequeueTaken                          // slot taken, nothing copied
+	hookDequeueCopied                         // copied out, slot not released
+	hookSleeperIdle                           // a sleep slice ended, nothing to do
+	hookJoinLocked                            // participant lock held, entry not written
+	hookCreateBeforeReady                     // segment sized, header not published
 )
 
 // testHook, when set (by tests only), is called at each hookPoint.
 var testHook func(hookPoint)
 
-func (q *Queue) hook(p hookPoint) {
+func hook(p hookPoint) {
 	if testHook != nil {
 		testHook(p)
 	}

@@ -824,10 +824,11 @@ func TestOpenRefusesNonQueues(t *testing.T) {
 }
 
 func TestOpenWaitsForCreator(t *testing.T) {
-	// A segment whose ready marker is not yet set is being created: Open
-	// waits for it, then fails clearly if it never becomes ready.
-	src, srcPath := newTestQueue(t, 4, 8)
-	_ = src
+	// A segment whose ready marker is not yet set, with its creator's lock
+	// held, is being created: Open waits for it, then fails clearly if it
+	// never becomes ready. Without the creator's lock it was abandoned,
+	// and Open says so at once.
+	_, srcPath := newTestQueue(t, 4, 8)
 	valid, err := os.ReadFile(srcPath)
 	require.NoError(t, err)
 	p := writeVariant(t, valid, func(b []byte) []byte {
@@ -841,17 +842,23 @@ func TestOpenWaitsForCreator(t *testing.T) {
 	start := time.Now()
 	_, err = Open(p)
 	require.ErrorIs(t, err, ErrBadSegment)
+	assert.Contains(t, err.Error(), "abandoned half-built segment")
+	assert.Less(t, time.Since(start), 300*time.Millisecond, "no wait for a dead creator")
+
+	creator, err := os.OpenFile(p, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer creator.Close()
+	require.NoError(t, lockParticipant(creator, 0))
+	start = time.Now()
+	_, err = Open(p)
+	require.ErrorIs(t, err, ErrBadSegment)
 	assert.Contains(t, err.Error(), "never finished initialising")
 	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
 
-	// Set the marker while Open waits: it succeeds.
+	// The creator sets the marker while Open waits: Open succeeds.
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		f, err := os.OpenFile(p, os.O_WRONLY, 0)
-		if err == nil {
-			f.WriteAt(binary.NativeEndian.AppendUint32(nil, readyMarker), offReady)
-			f.Close()
-		}
+		creator.WriteAt(binary.NativeEndian.AppendUint32(nil, readyMarker), offReady)
 	}()
 	q, err := Open(p)
 	require.NoError(t, err)

@@ -57,7 +57,7 @@ const (
 	futexWake = 1
 
 	// sleepSlice bounds one futex wait.
-	sleepSlice = 200 * time.Millisecond
+	sleepSlice = 100 * time.Millisecond
 
 	// DefaultSpin is how long a blocked Enqueue or Dequeue retries before it
 	// goes to sleep, unless SetSpin says otherwise.
@@ -67,14 +67,15 @@ const (
 // waitSide is one side of one handle: the goroutines of this process waiting
 // for that side's condition, and its sleeper.
 type waitSide struct {
-	q       *Queue
-	futex   *atomic.Uint32
-	waiters *[2]atomic.Uint64
-	sleeps  *atomic.Uint64 // shared counter: futex sleeps on this side
-	wakes   *atomic.Uint64 // shared counter: FUTEX_WAKE calls for this side
-	ready   func() bool    // the condition waited for, checked without writing
-	word    int            // this handle's word in waiters
-	bit     uint64         // this handle's bit in waiters[word]
+	q         *Queue
+	futex     *atomic.Uint32
+	waiters   *[2]atomic.Uint64
+	sleeps    *atomic.Uint64 // shared counter: futex sleeps on this side
+	wakes     *atomic.Uint64 // shared counter: FUTEX_WAKE calls for this side
+	ready     func() bool    // the condition waited for, checked without writing
+	word      int            // this handle's word in waiters
+	bit       uint64         // this handle's bit in waiters[word]
+	producers bool           // the producers' side (notFull)
 
 	mu        sync.Mutex
 	ch        chan struct{} // closed by the sleeper when goroutines should retry
@@ -198,12 +199,12 @@ func (w *waitSide) sleeper() {
 			// the same here: look again.
 			unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w.futex)), futexWait, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0)
 		}
-		if w.ready() || w.q.closing.Load() {
+		if w.ready() || w.q.closing.Load() || w.q.checkStall(w.producers) {
 			// The goroutines retry; those that fail register again
 			// and start a new sleeper.
 			w.broadcast()
 		} else {
-			w.q.hook(hookSleeperIdle)
+			hook(hookSleeperIdle)
 		}
 	}
 }

@@ -81,6 +81,7 @@ func (q *Queue) join(index int) error {
 			return fmt.Errorf("%w: %d live handles", ErrTooManyParticipants, maxParticipants)
 		}
 	} // else the creator locked it before sizing the file.
+	hook(hookJoinLocked)
 	off := uintptr(entryOffset(i))
 	if q.seg.u32(off+entryState).Load() != entryFree {
 		// The previous holder died without leaving.

@@ -76,15 +76,20 @@ const (
 // slot is the fixed head of every slot; the payload follows it.
 type slot struct {
 	ctl    atomic.Uint64
-	length uint32
-	_      uint32
+	length uint32 // payload bytes, written by the owner before publishing
+	flags  uint32 // flagRedelivered, written likewise
 }
+
+// flagRedelivered marks a message that a dead consumer had taken and that
+// recovery enqueued again; it is not redelivered a second time.
+const flagRedelivered = 1
 
 func packCtl(seq, state, owner uint64) uint64 {
 	return seq<<seqShift | state<<ownerBits | owner
 }
 
 func ctlState(c uint64) uint64 { return c >> ownerBits & stateMask }
+func ctlSeq(c uint64) uint64   { return c >> seqShift }
 func ctlOwner(c uint64) uint64 { return c & ownerMask }
 
 // seqDiff returns the signed distance from position pos to the sequence in
@@ -108,7 +113,7 @@ func corrupt(format string, args ...any) error {
 // enqueue claims the next position, copies msg into its slot and publishes
 // it. It returns ErrFull when the slot of the next position still holds a
 // message of the previous lap.
-func (q *Queue) enqueue(msg []byte) error {
+func (q *Queue) enqueue(msg []byte, flags uint32) error {
 	pos := q.enqueuePos.Load()
 	for {
 		sl := q.seg.slot(pos)
@@ -120,6 +125,7 @@ func (q *Queue) enqueue(msg []byte) error {
 			if !sl.ctl.CompareAndSwap(c, claimed) {
 				continue // another producer won pos; look again
 			}
+			hook(hookEnqueueClaimed)
 			q.enqueuePos.CompareAndSwap(pos, pos+1)
 			if q.shutdown.Load() != 0 {
 				// Shutdown came between our first look and the
@@ -132,9 +138,17 @@ func (q *Queue) enqueue(msg []byte) error {
 				q.notEmpty.wake()
 				return ErrClosed
 			}
-			copy(q.seg.payload(sl), msg)
+			if testHook != nil { // a crash point half-way through the copy
+				half := len(msg) / 2
+				copy(q.seg.payload(sl), msg[:half])
+				hook(hookEnqueueMidCopy)
+				copy(q.seg.payload(sl)[half:], msg[half:])
+			} else {
+				copy(q.seg.payload(sl), msg)
+			}
 			sl.length = uint32(len(msg))
-			q.hook(hookEnqueueBeforePublish)
+			sl.flags = flags
+			hook(hookEnqueueBeforePublish)
 			if !sl.ctl.CompareAndSwap(claimed, packCtl(pos, stateFull, 0)) {
 				return corrupt("claim of position %d was taken over while its owner was alive", pos)
 			}
@@ -181,7 +195,7 @@ func (q *Queue) dequeue(buf []byte) (int, error) {
 				continue
 			}
 			q.dequeuePos.CompareAndSwap(pos, pos+1)
-			q.hook(hookDequeueTaken)
+			hook(hookDequeueTaken)
 			// The length is stable now (invariant 2 and 4); check it
 			// again since a misbehaving peer could have changed it.
 			n := uint64(sl.length)
@@ -191,7 +205,7 @@ func (q *Queue) dequeue(buf []byte) (int, error) {
 				n = 0
 			}
 			copy(buf[:n], q.seg.payload(sl))
-			q.hook(hookDequeueBeforeRelease)
+			hook(hookDequeueCopied)
 			if !sl.ctl.CompareAndSwap(taken, packCtl(pos+q.seg.capacity, stateFree, 0)) && err == nil {
 				err = corrupt("taken slot of position %d was released by someone else", pos)
 			}
