@@ -440,10 +440,10 @@ const (
 )
 
 // testHook, when set (by tests only), is called at each hookPoint.
-var testHook func(hookPoint)
+var testHook atomic.Pointer[func(hookPoint)]
 
 func hook(p hookPoint) {
-	if testHook != nil {
-		testHook(p)
+	if h := testHook.Load(); h != nil {
+		(*h)(p)
 	}
 }

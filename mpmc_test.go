@@ -884,7 +884,7 @@ func TestParticipants(t *testing.T) {
 	require.Len(t, info.Participants, 1, "Close leaves the table")
 
 	// A claim records its owner in the slot: attributable.
-	testHook = func(hp hookPoint) {
+	setHook(func(hp hookPoint) {
 		if hp == hookEnqueueBeforePublish {
 			info, err := Inspect(p)
 			assert.NoError(t, err)
@@ -892,8 +892,8 @@ func TestParticipants(t *testing.T) {
 				assert.Equal(t, 1, info.Participants[0].Claims)
 			}
 		}
-	}
-	defer func() { testHook = nil }()
+	})
+	defer func() { testHook.Store(nil) }()
 	require.NoError(t, q.TryEnqueue([]byte("c")))
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +41,9 @@ func runChild(role string) int {
 	count, _ := strconv.Atoi(os.Getenv(childCountEnv))
 	if role == "create-race" {
 		return createRace(path)
+	}
+	if strings.HasPrefix(role, "crash-") {
+		return runCrash(role, path)
 	}
 	q, err := Open(path)
 	if err != nil {

@@ -127,6 +127,15 @@ func (q *Queue) recoverClaim(sl *slot, c uint64, alive map[uint64]bool) bool {
 		return false
 	}
 	seq := ctlSeq(c)
+	// The claimant may have died before moving its side's position past
+	// the claim; move it now, before the slot moves on (invariant 6).
+	pos := q.dequeuePos
+	if state == stateWriting {
+		pos = q.enqueuePos
+	}
+	if p := pos.Load(); seqDiff(c, p) == 0 {
+		pos.CompareAndSwap(p, p+1)
+	}
 	if state == stateWriting {
 		if !sl.ctl.CompareAndSwap(c, packCtl(seq, stateSkipped, 0)) {
 			return false // someone else recovered it, or it moved on

@@ -138,7 +138,7 @@ func (q *Queue) enqueue(msg []byte, flags uint32) error {
 				q.notEmpty.wake()
 				return ErrClosed
 			}
-			if testHook != nil { // a crash point half-way through the copy
+			if testHook.Load() != nil { // a crash point half-way through the copy
 				half := len(msg) / 2
 				copy(q.seg.payload(sl), msg[:half])
 				hook(hookEnqueueMidCopy)
@@ -194,8 +194,8 @@ func (q *Queue) dequeue(buf []byte) (int, error) {
 			if !sl.ctl.CompareAndSwap(c, taken) {
 				continue
 			}
-			q.dequeuePos.CompareAndSwap(pos, pos+1)
 			hook(hookDequeueTaken)
+			q.dequeuePos.CompareAndSwap(pos, pos+1)
 			// The length is stable now (invariant 2 and 4); check it
 			// again since a misbehaving peer could have changed it.
 			n := uint64(sl.length)

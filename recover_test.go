@@ -1,0 +1,345 @@
+package mpmc
+
+// Deterministic crash points: a child process is SIGKILLed at one exact step
+// of an operation (testHook), and the parent checks that the queue recovers
+// and that the delivery guarantees hold.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const childCrashEnv = "MPMC_TEST_CRASH"
+
+// runCrash runs a crash-* role: it performs one operation and is killed by
+// SIGKILL when the operation reaches the hook point named in childCrashEnv.
+// Returning at all is a failure.
+func runCrash(role, path string) int {
+	at, _ := strconv.Atoi(os.Getenv(childCrashEnv))
+	setHook(func(p hookPoint) {
+		if p == hookPoint(at) {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	})
+	var err error
+	switch role {
+	case "crash-create":
+		_, err = Create(path, Config{Capacity: 4, SlotSize: 16})
+	case "crash-open":
+		_, err = Open(path)
+	case "crash-enqueue", "crash-dequeue":
+		var q *Queue
+		if q, err = Open(path); err == nil {
+			if role == "crash-enqueue" {
+				err = q.TryEnqueue([]byte("never acknowledged"))
+			} else {
+				_, err = q.TryDequeue(make([]byte, q.SlotSize()))
+			}
+		}
+	default:
+		err = fmt.Errorf("unknown role %s", role)
+	}
+	fmt.Fprintf(os.Stderr, "%s survived its crash point %d (err %v)\n", role, at, err)
+	return 1
+}
+
+// crashChild runs a crash-* child to its death and checks that it died of
+// SIGKILL, with nothing on stderr.
+func crashChild(t *testing.T, role, path string, at hookPoint) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := startChild(t, ctx, role, path, childCrashEnv+"="+strconv.Itoa(int(at)))
+	select {
+	case err := <-c.done:
+		c.done <- err
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, "child %s: stderr %s", c.name, c.stderr.String())
+		ws := ee.Sys().(syscall.WaitStatus)
+		require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL,
+			"child %s did not die at its crash point: %v; stderr %s", c.name, err, c.stderr.String())
+		require.Empty(t, c.stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("crash child %s still running", c.name)
+	}
+}
+
+// recoveringHandle opens a handle that checks stalled claims quickly.
+func recoveringHandle(t *testing.T, path string) *Queue {
+	q := openTestQueue(t, path)
+	q.SetRecoveryTimeout(20 * time.Millisecond)
+	return q
+}
+
+func dequeueString(t *testing.T, q *Queue) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	buf := make([]byte, q.SlotSize())
+	n, err := q.Dequeue(ctx, buf)
+	require.NoError(t, err)
+	return string(buf[:n])
+}
+
+func TestCrashProducer(t *testing.T) {
+	for _, at := range []hookPoint{hookEnqueueClaimed, hookEnqueueMidCopy, hookEnqueueBeforePublish} {
+		t.Run(fmt.Sprint("point=", at), func(t *testing.T) {
+			q, p := newTestQueue(t, 4, 32)
+			require.NoError(t, q.TryEnqueue([]byte("before")))
+			crashChild(t, "crash-enqueue", p, at)
+
+			info, err := Inspect(p)
+			require.NoError(t, err)
+			dead := 0
+			for _, pt := range info.Participants {
+				if !pt.Alive {
+					dead++
+					assert.Equal(t, 1, pt.Claims, "the dead producer's claim is attributed to it")
+				}
+			}
+			require.Equal(t, 1, dead)
+
+			// Traffic after the dead claim flows once it is recovered.
+			require.NoError(t, q.TryEnqueue([]byte("after")))
+			cons := recoveringHandle(t, p)
+			assert.Equal(t, "before", dequeueString(t, cons))
+			assert.Equal(t, "after", dequeueString(t, cons), "the dead claim is skipped, never delivered")
+			_, err = cons.TryDequeue(make([]byte, 32))
+			require.ErrorIs(t, err, ErrEmpty)
+			st := cons.Stats()
+			assert.Equal(t, uint64(1), st.RecoveredWrites)
+			assert.Equal(t, uint64(1), st.SkippedSlots)
+			// The ring keeps working for laps after.
+			for i := range 20 {
+				msg := []byte(strconv.Itoa(i))
+				require.NoError(t, q.TryEnqueue(msg))
+				assert.Equal(t, string(msg), dequeueString(t, cons))
+			}
+		})
+	}
+}
+
+func TestCrashConsumer(t *testing.T) {
+	for _, redeliver := range []bool{false, true} {
+		for _, at := range []hookPoint{hookDequeueTaken, hookDequeueCopied} {
+			t.Run(fmt.Sprintf("redeliver=%v/point=%d", redeliver, at), func(t *testing.T) {
+				p := segPath(t)
+				q, err := Create(p, Config{Capacity: 2, SlotSize: 16, Redeliver: redeliver})
+				require.NoError(t, err)
+				defer q.Close()
+				require.NoError(t, q.TryEnqueue([]byte("taken")))
+				require.NoError(t, q.TryEnqueue([]byte("second")))
+				crashChild(t, "crash-dequeue", p, at)
+
+				cons := recoveringHandle(t, p)
+				assert.Equal(t, "second", dequeueString(t, cons))
+				// The dead consumer's slot blocks the producers a lap
+				// later, until it is recovered.
+				q.SetRecoveryTimeout(20 * time.Millisecond)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				require.NoError(t, q.Enqueue(ctx, []byte("third")))
+				var got []string
+				for range 1 + boolInt(redeliver) {
+					got = append(got, dequeueString(t, cons))
+				}
+				_, err = cons.TryDequeue(make([]byte, 16))
+				require.ErrorIs(t, err, ErrEmpty)
+				st := cons.Stats()
+				assert.Equal(t, uint64(1), st.RecoveredReads)
+				if redeliver {
+					assert.ElementsMatch(t, []string{"taken", "third"}, got)
+					assert.Equal(t, uint64(1), st.Redelivered)
+				} else {
+					assert.Equal(t, []string{"third"}, got)
+					assert.Equal(t, uint64(0), st.Redelivered)
+				}
+			})
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestRedeliverOnlyOnce(t *testing.T) {
+	// A redelivered message whose second consumer dies too is dropped.
+	p := segPath(t)
+	q, err := Create(p, Config{Capacity: 2, SlotSize: 16, Redeliver: true})
+	require.NoError(t, err)
+	defer q.Close()
+	q.SetRecoveryTimeout(10 * time.Millisecond)
+	require.NoError(t, q.TryEnqueue([]byte("unlucky")))
+	crashChild(t, "crash-dequeue", p, hookDequeueTaken)
+	q.recoverAll()
+	assert.Equal(t, uint64(1), q.Stats().Redelivered)
+	crashChild(t, "crash-dequeue", p, hookDequeueTaken)
+	q.recoverAll()
+	st := q.Stats()
+	assert.Equal(t, uint64(2), st.RecoveredReads)
+	assert.Equal(t, uint64(1), st.Redelivered, "redelivered at most once")
+	_, err = q.TryDequeue(make([]byte, 16))
+	require.ErrorIs(t, err, ErrEmpty)
+}
+
+func TestCrashWhileSleeping(t *testing.T) {
+	q, p := newTestQueue(t, 4, 16)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sleeper := startChild(t, ctx, "sleep-dequeue", p)
+	sleepingOn(t, p, true, 1)
+	require.NoError(t, sleeper.cmd.Process.Kill())
+	<-sleeper.done
+	sleeper.done <- nil
+
+	// Its waiter bit is stale: the next enqueue pays one wake-up at most,
+	// and the queue works on.
+	before := q.Stats().ConsumerWakeups
+	for i := range 10 {
+		require.NoError(t, q.TryEnqueue([]byte(strconv.Itoa(i))))
+		assert.Equal(t, strconv.Itoa(i), dequeueString(t, q))
+	}
+	assert.LessOrEqual(t, q.Stats().ConsumerWakeups-before, uint64(1))
+
+	// Its table entry is reclaimed by the next handle.
+	info, err := Inspect(p)
+	require.NoError(t, err)
+	require.Len(t, info.Participants, 2)
+	q2 := openTestQueue(t, p)
+	assert.Equal(t, uint64(1), q2.Stats().ParticipantsReclaimed)
+	info, err = Inspect(p)
+	require.NoError(t, err)
+	for _, pt := range info.Participants {
+		assert.True(t, pt.Alive)
+	}
+}
+
+func TestCrashWhileOpening(t *testing.T) {
+	q, p := newTestQueue(t, 4, 16)
+	crashChild(t, "crash-open", p, hookJoinLocked)
+	q2 := openTestQueue(t, p)
+	require.NoError(t, q2.TryEnqueue([]byte("ok")))
+	assert.Equal(t, "ok", dequeueString(t, q))
+}
+
+func TestCrashWhileCreating(t *testing.T) {
+	// A creator that dies leaves nothing at the path: the next Create
+	// works, and Clean removes its temporary file.
+	dir, err := os.MkdirTemp("/dev/shm", "mpmc-test-clean-")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, "q")
+	crashChild(t, "crash-create", p, hookCreateBeforeReady)
+	_, err = os.Stat(p)
+	require.ErrorIs(t, err, os.ErrNotExist)
+	leftovers, err := filepath.Glob(filepath.Join(dir, tempPrefix+"*"))
+	require.NoError(t, err)
+	require.Len(t, leftovers, 1)
+
+	q, err := Create(p, Config{Capacity: 4, SlotSize: 16})
+	require.NoError(t, err)
+	removed, err := Clean(dir)
+	require.NoError(t, err)
+	assert.Equal(t, leftovers, removed, "Clean removes the dead creator's file, not the live queue")
+	require.NoError(t, q.Close())
+	removed, err = Clean(dir)
+	require.NoError(t, err)
+	assert.Equal(t, []string{p}, removed, "once unused, the queue goes too")
+}
+
+func TestCleanKeepsOthers(t *testing.T) {
+	dir, err := os.MkdirTemp("/dev/shm", "mpmc-test-clean-")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	other := filepath.Join(dir, "not-a-queue")
+	require.NoError(t, os.WriteFile(other, []byte("keep me"), 0o600))
+	q, err := Create(filepath.Join(dir, "live"), Config{Capacity: 2, SlotSize: 1})
+	require.NoError(t, err)
+	defer q.Close()
+	removed, err := Clean(dir)
+	require.NoError(t, err)
+	assert.Empty(t, removed)
+	_, err = os.Stat(other)
+	require.NoError(t, err)
+}
+
+func TestRestartAfterAllDied(t *testing.T) {
+	// Every participant dies, holding claims on both sides: the next Open
+	// recovers the segment and the messages not taken are all there.
+	p := segPath(t)
+	q, err := Create(p, Config{Capacity: 8, SlotSize: 32})
+	require.NoError(t, err)
+	for _, m := range []string{"m0", "m1", "m2"} {
+		require.NoError(t, q.TryEnqueue([]byte(m)))
+	}
+	require.NoError(t, q.Close())
+	crashChild(t, "crash-dequeue", p, hookDequeueCopied)  // takes m0
+	crashChild(t, "crash-enqueue", p, hookEnqueueMidCopy) // claims position 3
+	crashChild(t, "crash-enqueue", p, hookEnqueueClaimed) // claims position 4
+	info, err := Inspect(p)
+	require.NoError(t, err)
+	for _, pt := range info.Participants {
+		assert.False(t, pt.Alive)
+	}
+
+	q = openTestQueue(t, p)
+	st := q.Stats()
+	assert.Equal(t, uint64(2), st.RecoveredWrites)
+	assert.Equal(t, uint64(1), st.RecoveredReads)
+	assert.Equal(t, "m1", dequeueString(t, q))
+	assert.Equal(t, "m2", dequeueString(t, q))
+	_, err = q.TryDequeue(make([]byte, 32))
+	require.ErrorIs(t, err, ErrEmpty)
+	for i := range 20 {
+		require.NoError(t, q.TryEnqueue([]byte{byte(i)}))
+		assert.Equal(t, string([]byte{byte(i)}), dequeueString(t, q))
+	}
+}
+
+func TestSlowLiveOwnerIsWaitedFor(t *testing.T) {
+	// A claim whose owner is alive (here: another handle of this process,
+	// stopped at its hook) is never taken over, however long it takes.
+	q, p := newTestQueue(t, 4, 16)
+	cons := recoveringHandle(t, p)
+	release := make(chan struct{})
+	claimed := make(chan struct{})
+	setHook(func(hp hookPoint) {
+		if hp == hookEnqueueBeforePublish {
+			close(claimed)
+			<-release
+		}
+	})
+	defer func() { testHook.Store(nil) }()
+	done := make(chan error, 1)
+	go func() { done <- q.TryEnqueue([]byte("slow")) }()
+	<-claimed
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := cons.Dequeue(ctx, make([]byte, 16))
+	require.ErrorIs(t, err, context.DeadlineExceeded, "waited, did not skip the live claim")
+	assert.Equal(t, uint64(0), cons.Stats().RecoveredWrites)
+	close(release)
+	require.NoError(t, <-done)
+	testHook.Store(nil)
+	assert.Equal(t, "slow", dequeueString(t, cons))
+}
+
+var _ = errors.Is
+
+func setHook(f func(hookPoint)) { testHook.Store(&f) }
