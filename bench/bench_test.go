@@ -95,7 +95,7 @@ func TestQuickRun(t *testing.T) {
 	for _, size := range tputSizes {
 		for _, sh := range tputShapes {
 			for _, m := range mechs {
-				positive("throughput "+tputCase{m, size, sh[0], sh[1]}.key(), r.tput(m, size, sh[0], sh[1]))
+				positive("throughput "+tputKey(m, size, sh[0], sh[1]), r.tput(m, size, sh[0], sh[1]))
 			}
 		}
 	}

@@ -24,14 +24,17 @@ var palette = []color.Color{
 	color.RGBA{0x94, 0x67, 0xbd, 0xff},
 }
 
-// logTicks labels integer powers of ten with label(10^k).
-func logTicks(label func(float64) string) plot.TickerFunc {
+// logTicks labels the axis of values log10(v)-base at each power of ten,
+// with label(10^k).
+func logTicks(base float64, label func(float64) string) plot.TickerFunc {
 	return func(lo, hi float64) []plot.Tick {
 		var ts []plot.Tick
 		for k := math.Floor(lo); k <= math.Ceil(hi); k++ {
-			ts = append(ts, plot.Tick{Value: k, Label: label(math.Pow(10, k))})
+			if k >= lo && k <= hi {
+				ts = append(ts, plot.Tick{Value: k, Label: label(math.Pow(10, k+base))})
+			}
 			for m := 2.0; m < 10; m++ {
-				if v := k + math.Log10(m); v <= hi {
+				if v := k + math.Log10(m); v >= lo && v <= hi {
 					ts = append(ts, plot.Tick{Value: v})
 				}
 			}
@@ -40,11 +43,12 @@ func logTicks(label func(float64) string) plot.TickerFunc {
 	}
 }
 
-func log10s(vs []float64) plotter.Values {
+// log10s returns log10(v)-base for each v (0 for what was not measured).
+func log10s(vs []float64, base float64) plotter.Values {
 	out := make(plotter.Values, len(vs))
 	for i, v := range vs {
-		if v > 1 && !math.IsNaN(v) {
-			out[i] = math.Log10(v)
+		if v > 0 && !math.IsNaN(v) && !math.IsInf(v, 0) {
+			out[i] = max(0, math.Log10(v)-base)
 		}
 	}
 	return out
@@ -53,14 +57,28 @@ func log10s(vs []float64) plotter.Values {
 // barGroups draws a horizontal grouped bar chart: one group per category,
 // one bar per series, values on a log axis.
 func barGroups(title, xlabel string, cats []string, names []string, vals [][]float64, label func(float64) string, file string) error {
+	// Bars start at the power of ten below the smallest value, and the axis
+	// runs a decade and a half past the largest to leave the legend room.
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, row := range vals {
+		for _, v := range row {
+			if v > 0 && !math.IsInf(v, 0) {
+				lo, hi = min(lo, math.Log10(v)), max(hi, math.Log10(v))
+			}
+		}
+	}
+	if math.IsInf(lo, 0) {
+		lo, hi = 0, 1
+	}
+	base := math.Floor(lo - 0.5)
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = xlabel
-	p.X.Tick.Marker = logTicks(label)
+	p.X.Tick.Marker = logTicks(base, label)
 	p.Legend.Top = true
 	const barW = 9
 	for i, name := range names {
-		bc, err := plotter.NewBarChart(log10s(vals[i]), vg.Points(barW))
+		bc, err := plotter.NewBarChart(log10s(vals[i], base), vg.Points(barW))
 		if err != nil {
 			return err
 		}
@@ -72,7 +90,7 @@ func barGroups(title, xlabel string, cats []string, names []string, vals [][]flo
 		p.Legend.Add(name, bc)
 	}
 	p.NominalY(cats...)
-	p.X.Min = 0
+	p.X.Min, p.X.Max = 0, math.Ceil(hi-base)+1.5
 	p.Add(plotter.NewGrid())
 	h := vg.Points(float64(len(cats)*len(names)*barW) + 40*float64(len(cats)) + 120)
 	return p.Save(8*vg.Inch, h, file)

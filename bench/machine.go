@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ type machine struct {
 	GoVersion  string
 	GOARCH     string
 	Date       string
+	Library    string // the library's commit, and whether its Go files had uncommitted changes
 }
 
 func machineInfo() machine {
@@ -50,9 +52,28 @@ func machineInfo() machine {
 		}
 		f.Close()
 	}
+	m.Library = libraryVersion()
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		m.Kernel = unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:])
 	}
 	return m
+}
+
+// libraryVersion describes the library source the harness was built from
+// (the parent directory, per the replace directive in go.mod).
+func libraryVersion() string {
+	out, err := exec.Command("git", "-C", "..", "log", "-1", "--format=%h %cI %s").Output()
+	if err != nil {
+		return "unknown (no git)"
+	}
+	v := strings.TrimSpace(string(out))
+	if len(v) > 90 {
+		v = v[:90] + "..."
+	}
+	dirty, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--untracked-files=no", "--", "*.go", ":!bench", ":!stress").Output()
+	if err == nil && len(strings.TrimSpace(string(dirty))) > 0 {
+		v += " (plus uncommitted changes to: " + strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(dirty)), "M ", "")), ", ") + ")"
+	}
+	return v
 }

@@ -45,6 +45,12 @@ func main() {
 	flag.BoolVar(&o.Strace, "strace", o.Strace, "also count system calls once under strace")
 	flag.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the order of measurements")
 	flag.StringVar(&o.OutDir, "out", o.OutDir, "directory for RESULTS.md, results.json and the charts")
+	flag.StringVar(&o.Only, "only", "", "run only the measurements whose task name matches this regexp (e.g. 'ping-pong|floor')")
+	flag.Func("queue-spin", "SetSpin value for the queue's throughput children (default: the library's default)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		o.QueueSpin, o.QueueSpinSet = d, true
+		return err
+	})
 	flag.Parse()
 	if *quick {
 		reps, dur := o.Reps, o.Duration

@@ -60,13 +60,20 @@ func (r *Results) ratioOf(name string) float64 {
 }
 
 func (r *Results) tput(mech string, size, p, c int) Series {
+	return r.tputRow(mech, size, p, c).MsgsPerSec
+}
+
+func (r *Results) tputRow(mech string, size, p, c int) TputRow {
 	for _, t := range r.Throughput {
 		if t.Mechanism == mech && t.Size == size && t.Producers == p && t.Consumers == c {
-			return t.MsgsPerSec
+			return t
 		}
 	}
-	return Series{Median: math.NaN()}
+	return TputRow{}
 }
+
+// med is the median of s, or NaN (shown as n/a) if nothing was measured.
+func med(s Series) float64 { return seriesMedian(s) }
 
 func (r *Results) inproc(mech string, p, c int) InprocRow {
 	for _, t := range r.InProcess {
@@ -89,6 +96,7 @@ func (r *Results) markdown() string {
 	w("| machine | %s, %d logical CPUs (GOMAXPROCS %d) |\n", m.CPUModel, m.Cores, m.GOMAXPROCS)
 	w("| kernel | %s |\n", m.Kernel)
 	w("| Go | %s %s |\n", m.GoVersion, m.GOARCH)
+	w("| library | %s |\n", m.Library)
 	w("| date | %s (run took %s) |\n", m.Date, r.FinishedAt.Sub(r.StartedAt).Round(1e9))
 	mode := ""
 	if o.Quick {
@@ -110,7 +118,11 @@ func (r *Results) markdown() string {
 		case t.Met:
 			met = "met"
 		}
-		w("| %s | %s%s | %s %s%s | %s |\n", t.Name, fmtG(t.Value), unitSep(t.Unit), op, fmtG(t.Limit), unitSep(t.Unit), met)
+		val := fmtG(t.Value) + unitSep(t.Unit)
+		if !t.Measured {
+			val = "n/a"
+		}
+		w("| %s | %s | %s %s%s | %s |\n", t.Name, val, op, fmtG(t.Limit), unitSep(t.Unit), met)
 	}
 
 	w("\n## In process (goroutines, 8-byte messages)\n\n")
@@ -123,17 +135,17 @@ func (r *Results) markdown() string {
 			if mech != mechQueue {
 				sp = fmtX(r.ratioOf(fmt.Sprintf("in-process %dx%d: mpmc msgs/s over %s", sh[0], sh[1], mech)))
 			}
-			w(" %s | %s | %s |", fmtNs(row.NsPerMsg.Median), fmtRate(row.MsgsPerSec), sp)
+			w(" %s | %s | %s |", fmtNs(med(row.NsPerMsg)), fmtRate(1e9/med(row.NsPerMsg)), sp)
 		}
 		w("\n")
 	}
 	w("\nmpmc is a queue segment in /dev/shm used by goroutines of one process; chan is a buffered channel; the mutex+cond ring and Workiva's RingBuffer are on the Go heap.\n")
 
-	w("\n## The floor\n\nOne uncontended `TryEnqueue`+`TryDequeue` pair of 64 bytes on one goroutine: **%s** (repetitions: %s).\n", fmtNs(r.FloorNs.Median), joinNs(r.FloorNs.Values))
-	w("Cross-process 64 B 1P/1C costs %s per message, %s the floor.\n", fmtNs(1e9/r.tput(mechQueue, 64, 1, 1).Median), fmtX(r.ratioOf("across processes 64 B 1x1: mpmc ns/msg over the floor (one TryEnqueue+TryDequeue)")))
+	w("\n## The floor\n\nOne uncontended `TryEnqueue`+`TryDequeue` pair of 64 bytes on one goroutine: **%s** (repetitions: %s).\n", fmtNs(med(r.FloorNs)), joinNs(r.FloorNs.Values))
+	w("Cross-process 64 B 1P/1C costs %s per message, %s the floor.\n", fmtNs(1e9/med(r.tput(mechQueue, 64, 1, 1))), fmtX(r.ratioOf("across processes 64 B 1x1: mpmc ns/msg over the floor (one TryEnqueue+TryDequeue)")))
 
 	w("\n## Across processes: throughput\n\n")
-	w("| mechanism | message | 1P/1C msgs/s | 4P/4C msgs/s | 4/4 over 1/1 | mpmc speed-up 1/1 | mpmc speed-up 4/4 |\n|---|---|---|---|---|---|---|\n")
+	w("| mechanism | message | 1P/1C msgs/s | 4P/4C msgs/s | 4/4 over 1/1 | mpmc speed-up 1/1 | mpmc speed-up 4/4 | queue sleeps+wake-ups per message 1/1, 4/4 |\n|---|---|---|---|---|---|---|---|\n")
 	mechs := r.tputMechs()
 	for _, size := range tputSizes {
 		for _, mech := range mechs {
@@ -143,9 +155,13 @@ func (r *Results) markdown() string {
 				}
 				return fmtX(r.ratioOf(fmt.Sprintf("across processes %d B %dx%d: mpmc msgs/s over %s", size, p, c, mech)))
 			}
-			w("| %s | %s | %s | %s | %s | %s | %s |\n", mech, fmtSize(size),
-				fmtRate(r.tput(mech, size, 1, 1).Median), fmtRate(r.tput(mech, size, 4, 4).Median),
-				fmtX(r.ratioOf(fmt.Sprintf("across processes %d B: %s 4x4 over 1x1 msgs/s", size, mech))), sp(1, 1), sp(4, 4))
+			ev := "-"
+			if mech == mechQueue {
+				ev = fmtG(med(r.tputRow(mech, size, 1, 1).QueueEventsPerMsg)) + ", " + fmtG(med(r.tputRow(mech, size, 4, 4).QueueEventsPerMsg))
+			}
+			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", mech, fmtSize(size),
+				fmtRate(med(r.tput(mech, size, 1, 1))), fmtRate(med(r.tput(mech, size, 4, 4))),
+				fmtX(r.ratioOf(fmt.Sprintf("across processes %d B: %s 4x4 over 1x1 msgs/s", size, mech))), sp(1, 1), sp(4, 4), ev)
 		}
 	}
 	w("\nEach producer and consumer is its own process (the harness binary re-executed). Pipe and socket use one write/read system call per message on blocking descriptors; the POSIX message queue uses raw mq_timedsend/mq_timedreceive system calls (no cgo).\n")
@@ -165,7 +181,7 @@ func (r *Results) markdown() string {
 		if p.Mechanism == mechQueue {
 			sl, wk = fmtG(p.SleepsPerRTT), fmtG(p.WakeupsPerRTT)
 		}
-		w("| %s | %s | %s | %s | %s | %s |\n", p.Name, fmtNs(p.P50Ns.Median), fmtNs(p.P99Ns.Median), rt, sl, wk)
+		w("| %s | %s | %s | %s | %s | %s |\n", p.Name, fmtNs(med(p.P50Ns)), fmtNs(med(p.P99Ns)), rt, sl, wk)
 	}
 	w("\n*default* is the queue's default waiting (spin %s, then futex sleep); *spin only* is `SetSpin(-1)`, *sleep at once* `SetSpin(0)`. *Both asleep*: each side busy-works %v (more than the spin budget) before sending, so its peer is asleep in the futex when the message lands; the gap is subtracted. *Raw futex* is two 32-bit words in a MAP_SHARED mapping with FUTEX_WAIT/FUTEX_WAKE (shared), always sleeping. Pipe: a pipe each way; unix seqpacket: a socketpair.\n", "20µs", o.Gap)
 
@@ -183,19 +199,19 @@ func (r *Results) markdown() string {
 			w("| %s | %d | %d | %d | %s | %s |\n", s.Tool, s.Messages, s.Syscalls, s.BaselineSyscalls, fmtG(s.PerMessage), fmtG(s.EventsPerMessage))
 		}
 		w("\nMedian over repetitions (%s): **%s** system calls per message; the queue's own counters say %s sleeps+wake-ups per message. Both children (producer and consumer) are counted whole, from exec to exit, once streaming for %v and once sending nothing; the difference is divided by the messages passed.\n",
-			sc.Tool, fmtG(sc.PerMessage.Median), fmtG(sc.QueueEventsPerMessage.Median), o.Duration)
+			sc.Tool, fmtG(med(sc.PerMessage)), fmtG(med(sc.QueueEventsPerMessage)), o.Duration)
 		if sc.Strace != nil {
 			w("\nUnder `strace -f -c` (which slows every system call), streaming: %s; baseline: %s.\n", fmtCounts(sc.Strace.Top), fmtCounts(sc.Strace.BaselineTop))
 		}
 	}
 
 	w("\n## Idle cost\n\n| measurement | value |\n|---|---|\n")
-	w("| CPU of a consumer process blocked in Dequeue on an empty queue for %v (getrusage user+sys) | %s%% of a core (repetitions: %s) |\n", o.IdleFor, fmtG(r.BlockedCPU.CorePercent.Median), joinG(r.BlockedCPU.CorePercent.Values))
+	w("| CPU of a consumer process blocked in Dequeue on an empty queue for %v (getrusage user+sys) | %s%% of a core (repetitions: %s) |\n", o.IdleFor, fmtG(med(r.BlockedCPU.CorePercent)), joinG(r.BlockedCPU.CorePercent.Values))
 	before := 0
 	if len(r.Threads.Runs) > 0 {
 		before = r.Threads.Runs[0].Before
 	}
-	w("| OS threads of a process with %d goroutines blocked in Dequeue (/proc/self/status) | %s (before the goroutines: %d) |\n", r.Threads.Goroutines, fmtG(r.Threads.Blocked.Median), before)
+	w("| OS threads of a process with %d goroutines blocked in Dequeue (/proc/self/status) | %s (before the goroutines: %d) |\n", r.Threads.Goroutines, fmtG(med(r.Threads.Blocked)), before)
 
 	if len(r.Notes) > 0 {
 		w("\n## Notes\n\n")

@@ -54,6 +54,9 @@ type TputRow struct {
 	Producers  int
 	Consumers  int
 	MsgsPerSec Series
+	// QueueEventsPerMsg is the queue's futex sleeps plus wake-ups per
+	// message (mpmc only, from its Stats).
+	QueueEventsPerMsg Series
 }
 
 // PingRow is one ping-pong configuration; times in nanoseconds.
@@ -146,19 +149,19 @@ func aggregate(o options, r *raw, started time.Time) *Results {
 		for _, sh := range tputShapes {
 			for _, m := range r.tputMechs {
 				tc := tputCase{Mech: m, Size: size, P: sh[0], C: sh[1]}
-				res.Throughput = append(res.Throughput, TputRow{Mechanism: m, Size: size, Producers: sh[0], Consumers: sh[1], MsgsPerSec: newSeries(s["tput/"+tc.key()])})
+				res.Throughput = append(res.Throughput, TputRow{Mechanism: m, Size: size, Producers: sh[0], Consumers: sh[1], MsgsPerSec: newSeries(s["tput/"+tc.key()]), QueueEventsPerMsg: newSeries(s["tputev/"+tc.key()])})
 			}
-			q := s["tput/"+tputCase{mechQueue, size, sh[0], sh[1]}.key()]
+			q := s["tput/"+tputKey(mechQueue, size, sh[0], sh[1])]
 			for _, m := range r.tputMechs[1:] {
-				ratio(fmt.Sprintf("across processes %d B %dx%d: mpmc msgs/s over %s", size, sh[0], sh[1], m), q, s["tput/"+tputCase{m, size, sh[0], sh[1]}.key()])
+				ratio(fmt.Sprintf("across processes %d B %dx%d: mpmc msgs/s over %s", size, sh[0], sh[1], m), q, s["tput/"+tputKey(m, size, sh[0], sh[1])])
 			}
 		}
 		for _, m := range r.tputMechs {
 			ratio(fmt.Sprintf("across processes %d B: %s 4x4 over 1x1 msgs/s", size, m),
-				s["tput/"+tputCase{m, size, 4, 4}.key()], s["tput/"+tputCase{m, size, 1, 1}.key()])
+				s["tput/"+tputKey(m, size, 4, 4)], s["tput/"+tputKey(m, size, 1, 1)])
 		}
 	}
-	q11 := s["tput/"+tputCase{mechQueue, 64, 1, 1}.key()]
+	q11 := s["tput/"+tputKey(mechQueue, 64, 1, 1)]
 	floorRatio := ratio("across processes 64 B 1x1: mpmc ns/msg over the floor (one TryEnqueue+TryDequeue)", inv(q11), scale(s["floor"], 1e-9))
 
 	// Ping-pong.

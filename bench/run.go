@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"regexp"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,6 +31,9 @@ type options struct {
 	Goroutines    int           // goroutines blocked in the threads run
 	Settle        time.Duration // how long they settle before counting
 	Strace        bool          // also count once under strace
+	Only          string        // if set, run only the tasks whose name matches this regexp
+	QueueSpinSet  bool          // call SetSpin(QueueSpin) in the throughput children
+	QueueSpin     time.Duration // spin budget of the queue's throughput children
 	Seed          uint64
 	OutDir        string
 }
@@ -112,6 +117,17 @@ type task struct {
 // measure runs every repetition and returns what was measured.
 func measure(ctx context.Context, o options, log io.Writer) (*raw, error) {
 	r := &raw{s: samples{}, pings: map[string][]ppOutcome{}}
+	var only *regexp.Regexp
+	if o.Only != "" {
+		var err error
+		if only, err = regexp.Compile(o.Only); err != nil {
+			return nil, fmt.Errorf("-only: %w", err)
+		}
+		r.notes = append(r.notes, fmt.Sprintf("partial run: only the measurements matching %q", o.Only))
+	}
+	if o.QueueSpinSet {
+		r.notes = append(r.notes, fmt.Sprintf("the queue's throughput children ran with SetSpin(%v)", o.QueueSpin))
+	}
 	r.tputMechs = []string{mechQueue, mechPipe, mechUnixSock}
 	if fd, granted, name, err := mqCreate(1024, queueCapacity); err != nil {
 		r.notes = append(r.notes, fmt.Sprintf("POSIX message queues skipped: mq_open failed: %v", err))
@@ -158,10 +174,14 @@ func measure(ctx context.Context, o options, log io.Writer) (*raw, error) {
 		for _, size := range tputSizes {
 			for _, sh := range tputShapes {
 				for _, m := range r.tputMechs {
-					tc := tputCase{Mech: m, Size: size, P: sh[0], C: sh[1]}
+					tc := tputCase{Mech: m, Size: size, P: sh[0], C: sh[1], SetSpin: o.QueueSpinSet, Spin: o.QueueSpin}
 					tasks = append(tasks, task{"throughput " + tc.key(), func() error {
 						out, err := runTput(ctx, tc, o.Duration, nil)
 						r.s.add("tput/"+tc.key(), out.MsgsPerSec)
+						if m == mechQueue && out.Messages > 0 {
+							s := out.Stats
+							r.s.add("tputev/"+tc.key(), float64(s.ConsumerSleeps+s.ProducerSleeps+s.ConsumerWakeups+s.ProducerWakeups)/float64(out.Messages))
+						}
 						return err
 					}})
 				}
@@ -201,6 +221,9 @@ func measure(ctx context.Context, o options, log io.Writer) (*raw, error) {
 				return err
 			}})
 		}
+		if only != nil {
+			tasks = slices.DeleteFunc(tasks, func(t task) bool { return !only.MatchString(t.name) })
+		}
 		rng := rand.New(rand.NewPCG(o.Seed, uint64(rep)))
 		rng.Shuffle(len(tasks), func(i, j int) { tasks[i], tasks[j] = tasks[j], tasks[i] })
 		for i, t := range tasks {
@@ -214,7 +237,7 @@ func measure(ctx context.Context, o options, log io.Writer) (*raw, error) {
 			fmt.Fprintf(log, "rep %d/%d  task %2d/%d  %-45s %6.2fs\n", rep+1, o.Reps, i+1, len(tasks), t.name, time.Since(start).Seconds())
 		}
 	}
-	if o.Strace && countTool != toolStrace {
+	if o.Strace && countTool != toolStrace && (only == nil || only.MatchString("syscalls under strace")) {
 		if err := probeTool(ctx, toolStrace); err == nil {
 			out, err := runSyscalls(ctx, toolStrace, o.Duration)
 			if err != nil {

@@ -26,6 +26,8 @@ type tputArgs struct {
 	Size     int
 	Path     string
 	Duration time.Duration
+	SetSpin  bool // call SetSpin(Spin) on the queue handle
+	Spin     time.Duration
 }
 
 // tputChildResult is what a throughput child reports.
@@ -37,9 +39,11 @@ type tputChildResult struct {
 
 // tputCase names one throughput configuration.
 type tputCase struct {
-	Mech string
-	Size int
-	P, C int
+	Mech    string
+	Size    int
+	P, C    int
+	SetSpin bool // queue only: SetSpin(Spin) in every child
+	Spin    time.Duration
 }
 
 func (tc tputCase) key() string {
@@ -204,7 +208,7 @@ func runTput(ctx context.Context, tc tputCase, dur time.Duration, wrap wrapFunc)
 	defer st.teardown()
 	ctx, cancel := context.WithTimeout(ctx, dur+60*time.Second)
 	defer cancel()
-	args := tputArgs{Mech: tc.Mech, Size: tc.Size, Path: st.path, Duration: dur}
+	args := tputArgs{Mech: tc.Mech, Size: tc.Size, Path: st.path, Duration: dur, SetSpin: tc.SetSpin, Spin: tc.Spin}
 	var cons, prods group
 	defer func() { cons.killAll(); prods.killAll() }()
 	spawnN := func(g *group, role string, n int, files []*os.File) error {
@@ -268,4 +272,9 @@ func runTput(ctx context.Context, tc tputCase, dur time.Duration, wrap wrapFunc)
 	}
 	out.MQCapacity = st.mqCap
 	return out, nil
+}
+
+// tputKey is the key of the throughput case of mech, size and shape.
+func tputKey(mech string, size, p, c int) string {
+	return tputCase{Mech: mech, Size: size, P: p, C: c}.key()
 }

@@ -47,6 +47,9 @@ func openSender(a tputArgs) (sender, error) {
 		if err != nil {
 			return nil, err
 		}
+		if a.SetSpin {
+			q.SetSpin(a.Spin)
+		}
 		return queueEnd{q}, nil
 	case mechPipe, mechUnixSock:
 		return fdEnd{fd: inheritedFD, size: a.Size, stream: a.Mech == mechPipe}, nil
@@ -66,6 +69,9 @@ func openReceiver(a tputArgs) (receiver, error) {
 		q, err := mpmc.Open(a.Path)
 		if err != nil {
 			return nil, err
+		}
+		if a.SetSpin {
+			q.SetSpin(a.Spin)
 		}
 		return queueEnd{q}, nil
 	case mechPipe, mechUnixSock:
