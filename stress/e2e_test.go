@@ -232,6 +232,23 @@ func TestNotAQueue(t *testing.T) {
 	}
 }
 
+func TestNoRoom(t *testing.T) {
+	// A 1 MiB tmpfs of our own stands for a full /dev/shm.
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	path := filepath.Join(dir, "q")
+	r := run(t, nil, "run", "-path", path, "-capacity", "65536", "-messages", "1000")
+	expect(t, r, 2, "ERROR: no room in "+dir)
+	if strings.Contains(r.stdout, "segment:") {
+		t.Errorf("the report mentions a segment that was never created:\n%s", r.stdout)
+	}
+	expect(t, run(t, nil, "create", "-path", path, "-capacity", "65536"), 2, "ERROR: create: no room")
+	gone(t, path)
+}
+
 func TestMissingPath(t *testing.T) {
 	path := shmPath(t, "missing")
 	for _, cmd := range []string{"inspect", "shutdown"} {

@@ -93,8 +93,9 @@ type runner struct {
 // runStress performs a whole run and returns its report.
 func runStress(cfg runConfig) *Report {
 	r := &runner{cfg: cfg, rep: newReport(cfg), clk: newMonoClock(), sigs: make(chan os.Signal, 4)}
+	// Never stopped: a signal that arrives after the run, while the report
+	// is printed, is ignored rather than killing the process half-way.
 	signal.Notify(r.sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(r.sigs)
 	r.execute()
 	return r.rep
 }
@@ -129,7 +130,6 @@ func (r *runner) setup() error {
 		}
 		return fmt.Errorf("-path %s is an existing queue segment; run creates a fresh one: remove it or pick another path", r.path)
 	}
-	r.rep.Path = r.path
 	select {
 	case s := <-r.sigs:
 		return fmt.Errorf("interrupted by %v before the run started", s)
@@ -145,6 +145,7 @@ func (r *runner) setup() error {
 		return fmt.Errorf("cannot create the queue: %v", err)
 	}
 	r.q, r.created = q, true
+	r.rep.Path = r.path
 	return nil
 }
 
