@@ -54,6 +54,7 @@ type Example struct {
 	Prev uint64 `json:"prev,omitempty"`
 }
 
+// String names the message as p<producer>#<seq>.
 func (e Example) String() string { return fmt.Sprintf("p%d#%d", e.Producer, e.Seq) }
 
 // Violation counts one kind of offence and keeps its first examples.
