@@ -27,8 +27,8 @@ import (
 	"golang.org/x/term"
 )
 
-// Defaults of `stress run`: a representative run, about 10-15 s on a 2-vCPU
-// VM (1.5-2.5 million messages per second there).
+// Defaults of `stress run`: a representative run, about 8-13 s on a 2-vCPU
+// VM (1.5-2.6 million messages per second there).
 const (
 	defaultProducers = 4
 	defaultConsumers = 4
