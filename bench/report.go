@@ -5,7 +5,10 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
+
+	"github.com/shmq/mpmc"
 )
 
 func fmtRate(v float64) string {
@@ -98,6 +101,10 @@ func (r *Results) markdown() string {
 	w("| Go | %s %s |\n", m.GoVersion, m.GOARCH)
 	w("| library | %s |\n", m.Library)
 	w("| date | %s (run took %s) |\n", m.Date, r.FinishedAt.Sub(r.StartedAt).Round(1e9))
+	if n := len(r.LoadAvg.Values); n > 0 {
+		w("| load | 1-minute load average before each measurement: median %.2f, min %.2f, max %.2f, on %d CPUs (the machine is shared: other work competes for the CPUs and shows in every number) |\n",
+			r.LoadAvg.Median, slices.Min(r.LoadAvg.Values), slices.Max(r.LoadAvg.Values), m.Cores)
+	}
 	mode := ""
 	if o.Quick {
 		mode = " (quick smoke run: numbers are not meaningful)"
@@ -183,7 +190,7 @@ func (r *Results) markdown() string {
 		}
 		w("| %s | %s | %s | %s | %s | %s |\n", p.Name, fmtNs(med(p.P50Ns)), fmtNs(med(p.P99Ns)), rt, sl, wk)
 	}
-	w("\n*default* is the queue's default waiting (spin %s, then futex sleep); *spin only* is `SetSpin(-1)`, *sleep at once* `SetSpin(0)`. *Both asleep*: each side busy-works %v (more than the spin budget) before sending, so its peer is asleep in the futex when the message lands; the gap is subtracted. *Raw futex* is two 32-bit words in a MAP_SHARED mapping with FUTEX_WAIT/FUTEX_WAKE (shared), always sleeping. Pipe: a pipe each way; unix seqpacket: a socketpair.\n", "20µs", o.Gap)
+	w("\n*default* is the queue's default waiting (spin %v, then futex sleep); *spin only* is `SetSpin(-1)`, *sleep at once* `SetSpin(0)`. *Both asleep*: each side busy-works %v (more than the spin budget) before sending, so its peer is asleep in the futex when the message lands; the gap is subtracted. *Raw futex* is two 32-bit words in a MAP_SHARED mapping with FUTEX_WAIT/FUTEX_WAKE (shared), always sleeping. Pipe: a pipe each way; unix seqpacket: a socketpair.\n", mpmc.DefaultSpin, o.Gap)
 
 	sc := r.Syscalls
 	w("\n## System calls per message under saturation (mpmc, 1P/1C processes, 64 B)\n\n")

@@ -18,6 +18,10 @@ type Results struct {
 	StartedAt  time.Time
 	FinishedAt time.Time
 	Notes      []string
+	// LoadAvg is the machine's 1-minute load average read before each
+	// measurement (the machine is shared; a load above the core count
+	// means the measurements competed for CPU).
+	LoadAvg Series
 
 	InProcess  []InprocRow
 	FloorNs    Series
@@ -114,7 +118,7 @@ type Target struct {
 }
 
 func aggregate(o options, r *raw, started time.Time) *Results {
-	res := &Results{Machine: machineInfo(), Options: o, StartedAt: started, FinishedAt: time.Now(), Notes: r.notes}
+	res := &Results{Machine: machineInfo(), Options: o, StartedAt: started, FinishedAt: time.Now(), Notes: r.notes, LoadAvg: newSeries(r.loads)}
 	s := r.s
 	ratio := func(name string, a, b []float64) Ratio {
 		v, m := pairedRatio(a, b)

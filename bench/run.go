@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -106,6 +109,7 @@ type raw struct {
 	tputMechs  []string
 	mqCapacity int
 	notes      []string
+	loads      []float64 // 1-minute load average before each task
 }
 
 // task is one measurement of one repetition.
@@ -230,6 +234,9 @@ func measure(ctx context.Context, o options, log io.Writer) (*raw, error) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
+			if l, ok := loadAvg(); ok {
+				r.loads = append(r.loads, l)
+			}
 			start := time.Now()
 			if err := t.run(); err != nil {
 				return nil, fmt.Errorf("rep %d, %s: %w", rep+1, t.name, err)
@@ -248,4 +255,19 @@ func measure(ctx context.Context, o options, log io.Writer) (*raw, error) {
 		}
 	}
 	return r, nil
+}
+
+// loadAvg returns the 1-minute load average: the machine is shared, and
+// other work on it shows up in every number.
+func loadAvg() (float64, bool) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	return v, err == nil
 }
