@@ -101,12 +101,18 @@ type Queue struct {
 	consumerStall   stall        // the claim consumers are held up by
 	producerStall   stall        // the claim producers are held up by
 
-	// refs counts calls in flight on this handle; closedBit is set by Close,
-	// which unmaps only once refs has drained to closedBit alone.
-	refs      atomic.Int64
 	closing   atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
+
+	// refs counts calls in flight on this handle; closedBit is set by Close,
+	// which unmaps only once refs has drained to closedBit alone. Written
+	// by every call, it has a cache line (pair) of its own, so that it does
+	// not slow down the reads of the fields above, or of a neighbouring
+	// handle's.
+	_    [128]byte
+	refs atomic.Int64
+	_    [120]byte
 }
 
 const closedBit = 1 << 62
@@ -277,8 +283,15 @@ func (q *Queue) tryDequeue(buf []byte) (int, error) {
 // ctx.Err() if ctx is done first, and otherwise what TryEnqueue returns other
 // than ErrFull.
 func (q *Queue) Enqueue(ctx context.Context, msg []byte) error {
+	if !q.acquire() {
+		return ErrClosed
+	}
+	defer q.release()
+	if err := q.tryEnqueue(msg); err != ErrFull {
+		return err
+	}
 	return q.notFull.block(ctx, func() error {
-		err := q.TryEnqueue(msg)
+		err := q.tryEnqueue(msg)
 		if err == ErrFull {
 			return errRetry
 		}
@@ -290,10 +303,16 @@ func (q *Queue) Enqueue(ctx context.Context, msg []byte) error {
 // while the queue is empty. It returns ctx.Err() if ctx is done first, and
 // otherwise what TryDequeue returns other than ErrEmpty.
 func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
-	var n int
-	err := q.notEmpty.block(ctx, func() error {
-		var err error
-		n, err = q.TryDequeue(buf)
+	if !q.acquire() {
+		return 0, ErrClosed
+	}
+	defer q.release()
+	n, err := q.tryDequeue(buf)
+	if err != ErrEmpty {
+		return n, err
+	}
+	err = q.notEmpty.block(ctx, func() error {
+		n, err = q.tryDequeue(buf)
 		if err == ErrEmpty {
 			return errRetry
 		}
@@ -330,9 +349,10 @@ func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.closing.Store(true)
 		q.refs.Add(closedBit)
-		// Wake our own sleepers (others' wake up spuriously and re-check).
-		q.notEmpty.kick()
-		q.notFull.kick()
+		// Wake our own sleepers, if any (a futex wake reaches every
+		// process's sleepers; theirs wake spuriously and re-check).
+		q.notEmpty.kickIfSleeping()
+		q.notFull.kickIfSleeping()
 		for d := time.Microsecond; q.refs.Load() != closedBit; d = min(2*d, time.Millisecond) {
 			time.Sleep(d)
 		}
@@ -343,8 +363,10 @@ func (q *Queue) Close() error {
 	return err
 }
 
-// Len returns the number of messages in the queue: claimed positions not yet
-// taken. It is a snapshot, exact only while no call is in flight.
+// Len returns the number of messages in the queue: positions claimed by
+// producers and not yet taken by consumers, less those given up (by a
+// producer that met Shutdown, or recovered from a dead one). It is a
+// snapshot, exact only while no call is in flight, and costs O(Len).
 func (q *Queue) Len() int {
 	if !q.acquire() {
 		return 0
@@ -352,8 +374,13 @@ func (q *Queue) Len() int {
 	defer q.release()
 	d := q.dequeuePos.Load()
 	e := q.enqueuePos.Load()
-	n := int64(e - d)
-	return int(max(0, min(n, int64(q.seg.capacity))))
+	n := max(0, min(int64(e-d), int64(q.seg.capacity)))
+	for pos, end := d, d+uint64(n); pos != end; pos++ {
+		if c := q.seg.slot(pos).ctl.Load(); seqDiff(c, pos) == 0 && ctlState(c) == stateSkipped {
+			n--
+		}
+	}
+	return int(n)
 }
 
 // Cap returns the capacity of the queue in messages.
@@ -389,8 +416,8 @@ type Stats struct {
 
 	ConsumerSleeps  uint64 // times a consumer side went to sleep on the futex
 	ProducerSleeps  uint64 // times a producer side went to sleep on the futex
-	ConsumerWakeups uint64 // wake-up system calls made for sleeping consumers
-	ProducerWakeups uint64 // wake-up system calls made for sleeping producers
+	ConsumerWakeups uint64 // FUTEX_WAKE calls on the consumers' side (for sleepers, Shutdown, Close)
+	ProducerWakeups uint64 // FUTEX_WAKE calls on the producers' side (likewise)
 
 	RecoveredWrites       uint64 // dead producers' claims turned into skipped slots
 	RecoveredReads        uint64 // dead consumers' taken slots released

@@ -947,3 +947,29 @@ func TestCorruptStateIsAnError(t *testing.T) {
 	_, err = q.TryDequeue(make([]byte, 16))
 	require.ErrorIs(t, err, ErrBadSegment)
 }
+
+func TestShutdownDuringClaim(t *testing.T) {
+	// Shutdown lands between a producer's look at the flag and its claim:
+	// the producer gives the claim up (ErrClosed), no message is
+	// published, and Len does not count the given-up position.
+	q, p := newTestQueue(t, 4, 8)
+	other := openTestQueue(t, p)
+	require.NoError(t, q.TryEnqueue([]byte("first")))
+	setHook(func(hp hookPoint) {
+		if hp == hookEnqueueClaimed {
+			testHook.Store(nil)
+			require.NoError(t, other.Shutdown())
+		}
+	})
+	defer testHook.Store(nil)
+	require.ErrorIs(t, q.TryEnqueue([]byte("second")), ErrClosed)
+	assert.Equal(t, 1, q.Len())
+	assert.Equal(t, uint64(2), q.Stats().EnqueuePos)
+	buf := make([]byte, 8)
+	n, err := q.TryDequeue(buf)
+	require.NoError(t, err)
+	assert.Equal(t, "first", string(buf[:n]))
+	assert.Equal(t, 0, q.Len())
+	_, err = q.TryDequeue(buf)
+	require.ErrorIs(t, err, ErrClosed)
+}

@@ -114,6 +114,16 @@ func (w *waitSide) kick() {
 	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w.futex)), futexWake, 1<<31-1, 0, 0, 0)
 }
 
+// kickIfSleeping wakes this handle's sleeper, if it has one running.
+func (w *waitSide) kickIfSleeping() {
+	w.mu.Lock()
+	running := w.running
+	w.mu.Unlock()
+	if running {
+		w.kick()
+	}
+}
+
 // register adds the calling goroutine to the waiting set and returns the
 // channel that will be closed when it should retry. The caller must retry
 // after register and before waiting on the channel, and then call unregister
@@ -200,8 +210,15 @@ func (w *waitSide) sleeper() {
 			unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w.futex)), futexWait, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0)
 		}
 		if w.ready() || w.q.closing.Load() || w.q.checkStall(w.producers) {
-			// The goroutines retry; those that fail register again
-			// and start a new sleeper.
+			// Withdraw first: the other side need not wake a handle
+			// that is about to retry anyway. The goroutines retry;
+			// those that fail register again, and announce again.
+			w.mu.Lock()
+			if w.announced {
+				w.waiters[w.word].And(^w.bit)
+				w.announced = false
+			}
+			w.mu.Unlock()
 			w.broadcast()
 		} else {
 			hook(hookSleeperIdle)
@@ -211,12 +228,17 @@ func (w *waitSide) sleeper() {
 
 // block waits until the side's condition may hold, ctx is done or the handle
 // is closed. try is the operation being retried; block returns its first
-// result other than errRetry.
+// result other than errRetry. The caller holds a reference on the handle
+// (Queue.acquire) for the whole wait; Close sets closing and wakes the
+// sleeper, and block then returns ErrClosed.
 func (w *waitSide) block(ctx context.Context, try func() error) error {
 	// Spin: retry, backing off from a tight loop to yielding the processor.
 	spin := time.Duration(w.q.spin.Load())
 	var until time.Time
 	for i := 0; spin != 0; i++ {
+		if w.q.closing.Load() {
+			return ErrClosed
+		}
 		if err := try(); err != errRetry {
 			return err
 		}
@@ -238,6 +260,9 @@ func (w *waitSide) block(ctx context.Context, try func() error) error {
 	}
 	// Sleep.
 	for {
+		if w.q.closing.Load() {
+			return ErrClosed
+		}
 		ch, ok := w.register()
 		if !ok {
 			return ErrClosed

@@ -18,8 +18,11 @@ package mpmc
 //
 // Invariants (s = slot p mod capacity):
 //
-//  1. ctl changes only by compare-and-swap, so each change is made by exactly
-//     one participant, and it always names the position it refers to.
+//  1. ctl changes by compare-and-swap, so each change is made by exactly one
+//     participant, and it always names the position it refers to; except
+//     that the owner of a claim moves it on (publish, release) with a
+//     release store, since nobody else may change a claimed word while its
+//     owner lives (invariant 5 takes over only claims of the dead).
 //  2. s.seq == p, free: p is not yet claimed; the producer whose CAS moves it
 //     to (p, writing, me) owns position p. Nobody else writes the payload or
 //     the length of s until the owner moves it on.
@@ -149,9 +152,9 @@ func (q *Queue) enqueue(msg []byte, flags uint32) error {
 			sl.length = uint32(len(msg))
 			sl.flags = flags
 			hook(hookEnqueueBeforePublish)
-			if !sl.ctl.CompareAndSwap(claimed, packCtl(pos, stateFull, 0)) {
-				return corrupt("claim of position %d was taken over while its owner was alive", pos)
-			}
+			// Only the owner may move a claim on (invariant 3): a
+			// release store suffices, no compare-and-swap.
+			storeRelease(&sl.ctl, packCtl(pos, stateFull, 0))
 			q.notEmpty.wake()
 			return nil
 		case d == 0 && ctlState(c) <= stateSkipped:
@@ -206,9 +209,7 @@ func (q *Queue) dequeue(buf []byte) (int, error) {
 			}
 			copy(buf[:n], q.seg.payload(sl))
 			hook(hookDequeueCopied)
-			if !sl.ctl.CompareAndSwap(taken, packCtl(pos+q.seg.capacity, stateFree, 0)) && err == nil {
-				err = corrupt("taken slot of position %d was released by someone else", pos)
-			}
+			storeRelease(&sl.ctl, packCtl(pos+q.seg.capacity, stateFree, 0)) // invariant 4
 			q.notFull.wake()
 			return int(n), err
 		case d == 0 && ctlState(c) == stateSkipped:
