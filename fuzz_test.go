@@ -108,7 +108,7 @@ func exercise(t *testing.T, q *Queue) {
 			t.Fatalf("Len %d outside [0, %d]", l, q.Cap())
 		}
 	}
-	q.canDequeue()
-	q.canEnqueue()
+	q.heldUpBy(true)
+	q.heldUpBy(false)
 	q.Stats()
 }

@@ -185,9 +185,8 @@ func newQueue(seg *segment, path string, index int) (*Queue, error) {
 		return nil, err
 	}
 	// After join: the wait sides need the participant index.
-	q.notEmpty.init(q, offNotEmpty, ctrConsumerSleeps, ctrConsumerWakes, q.canDequeueOrShut)
-	q.notFull.init(q, offNotFull, ctrProducerSleeps, ctrProducerWakes, q.canEnqueueOrShut)
-	q.notFull.producers = true
+	q.notEmpty.init(q, offNotEmpty, ctrConsumerSleeps, ctrConsumerWakes, false)
+	q.notFull.init(q, offNotFull, ctrProducerSleeps, ctrProducerWakes, true)
 	if index < 0 {
 		// Joining an existing segment: whoever held claims in it may
 		// have died (all of them, on a restart).
@@ -199,20 +198,6 @@ func newQueue(seg *segment, path string, index int) (*Queue, error) {
 func (q *Queue) counter(i int) *atomic.Uint64 {
 	return q.seg.u64(offCounters + uintptr(i)*8)
 }
-
-// canDequeueOrShut is what consumers wait for: a message, or Shutdown with
-// nothing left on its way (a message claimed before Shutdown is waited for).
-func (q *Queue) canDequeueOrShut() bool {
-	switch q.canDequeue() {
-	case headReady:
-		return true
-	case headEmpty:
-		return q.shutdown.Load() != 0
-	}
-	return false
-}
-
-func (q *Queue) canEnqueueOrShut() bool { return q.shutdown.Load() != 0 || q.canEnqueue() }
 
 // acquire marks a call in flight; it fails once Close has begun.
 func (q *Queue) acquire() bool {
@@ -461,7 +446,6 @@ const (
 	hookEnqueueBeforePublish                  // payload and length written
 	hookDequeueTaken                          // slot taken, nothing copied
 	hookDequeueCopied                         // copied out, slot not released
-	hookSleeperIdle                           // a sleep slice ended, nothing to do
 	hookJoinLocked                            // participant lock held, entry not written
 	hookCreateBeforeReady                     // segment sized, header not published
 )

@@ -606,11 +606,7 @@ func TestBlockedGoroutinesThreads(t *testing.T) {
 			assert.ErrorIs(t, err, context.Canceled)
 		})
 	}
-	waitFor(t, func() bool {
-		q.notEmpty.mu.Lock()
-		defer q.notEmpty.mu.Unlock()
-		return q.notEmpty.waiting == blocked
-	})
+	waitFor(t, func() bool { return q.notEmpty.blocked.Load() == blocked })
 	time.Sleep(100 * time.Millisecond) // let them settle into their waits
 	threads := threadCount(t)
 	t.Logf("%d goroutines blocked in Dequeue, process has %d OS threads", blocked, threads)
