@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,6 +46,10 @@ func Clean(dir string) ([]string, error) {
 	return removed, nil
 }
 
+// tempGrace is how old a creator's temporary file must be before Clean
+// judges it abandoned.
+var tempGrace = 10 * time.Second
+
 // removeIfUnused removes the segment at p if nobody holds any of its
 // participant locks. A temporary file of a creator may be blank (its
 // creator died before writing the header); any other file must carry the
@@ -68,13 +73,19 @@ func removeIfUnused(p string, temp bool) (bool, error) {
 	if !isQueue && !(temp && blank) {
 		return false, nil
 	}
+	if temp {
+		// A creator takes its lock a moment after creating the file:
+		// leave young files alone.
+		if st, err := f.Stat(); err != nil || time.Since(st.ModTime()) < tempGrace {
+			return false, nil
+		}
+	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: participantsOffset, Len: maxParticipants * participantSize}
 	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
 		return false, nil // some participant (or creator) is alive
 	}
 	// Remove the path only if it still names the file we hold.
-	var st, pst unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &st) != nil || unix.Lstat(p, &pst) != nil || st.Ino != pst.Ino || st.Dev != pst.Dev {
+	if !(&segment{f: f}).isAt(p) {
 		return false, nil
 	}
 	if err := os.Remove(p); err != nil {

@@ -150,6 +150,13 @@ func (s *segment) u64(off uintptr) *atomic.Uint64 {
 	return (*atomic.Uint64)(unsafe.Pointer(&s.mem[off]))
 }
 
+// isAt reports whether path still names the file this segment maps.
+func (s *segment) isAt(path string) bool {
+	var st, pst unix.Stat_t
+	return unix.Fstat(int(s.f.Fd()), &st) == nil && unix.Lstat(path, &pst) == nil &&
+		st.Ino == pst.Ino && st.Dev == pst.Dev
+}
+
 func (s *segment) unmap() error {
 	var err error
 	if s.mem != nil {
@@ -350,6 +357,9 @@ func validateHeader(h []byte, fileSize uint64) (geometry, error) {
 		return geometry{}, fmt.Errorf("%w: "+format, append([]any{ErrBadSegment}, args...)...)
 	}
 	if m := ne.Uint64(h[offMagic:]); m != segmentMagic {
+		if m == bits.ReverseBytes64(segmentMagic) {
+			return bad("written by a machine of the other byte order")
+		}
 		return bad("wrong magic %#016x, not an mpmc queue", m)
 	}
 	if bo := ne.Uint32(h[offByteOrder:]); bo != byteOrderMark {

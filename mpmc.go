@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -164,6 +165,13 @@ func Open(path string) (*Queue, error) {
 	if err != nil {
 		seg.unmap()
 		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
+	}
+	// A segment removed (by Clean, say) between our open and our join
+	// would leave us on a file nobody else can find: check it is still
+	// the one at path now that we hold a participant lock.
+	if !seg.isAt(path) {
+		q.Close()
+		return nil, fmt.Errorf("mpmc: open %s: segment removed while opening: %w", path, fs.ErrNotExist)
 	}
 	return q, nil
 }

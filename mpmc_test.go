@@ -746,6 +746,10 @@ func TestOpenRefuses(t *testing.T) {
 		{"extended", func(b []byte) []byte { return append(b, make([]byte, 64)...) }, "truncated or extended"},
 		{"major version", put16(offVersionMajor, versionMajor+1), "layout version 2.0"},
 		{"byte order", put32(offByteOrder, 0x04030201), "byte order"},
+		{"other byte order", func(b []byte) []byte {
+			binary.BigEndian.PutUint64(b[offMagic:], binary.LittleEndian.Uint64(b[offMagic:]))
+			return b
+		}, "other byte order"},
 		{"word size", put32(offWordSize, 4), "word size 4"},
 		{"capacity not power of two", put64(offCapacity, 3), "impossible geometry"},
 		{"capacity zero", put64(offCapacity, 0), "impossible geometry"},

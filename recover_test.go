@@ -256,6 +256,11 @@ func TestCrashWhileCreating(t *testing.T) {
 	require.NoError(t, err)
 	removed, err := Clean(dir)
 	require.NoError(t, err)
+	assert.Empty(t, removed, "a young temporary file may belong to a live creator")
+	defer func(g time.Duration) { tempGrace = g }(tempGrace)
+	tempGrace = 0
+	removed, err = Clean(dir)
+	require.NoError(t, err)
 	assert.Equal(t, leftovers, removed, "Clean removes the dead creator's file, not the live queue")
 	require.NoError(t, q.Close())
 	removed, err = Clean(dir)
@@ -343,3 +348,19 @@ func TestSlowLiveOwnerIsWaitedFor(t *testing.T) {
 var _ = errors.Is
 
 func setHook(f func(hookPoint)) { testHook.Store(&f) }
+
+func TestOpenOfRemovedSegment(t *testing.T) {
+	// The segment is removed (as by Clean) while Open is joining: Open
+	// fails rather than join a file nobody else can find.
+	_, p := newTestQueue(t, 4, 16)
+	setHook(func(hp hookPoint) {
+		if hp == hookJoinLocked {
+			testHook.Store(nil)
+			require.NoError(t, os.Remove(p))
+		}
+	})
+	defer testHook.Store(nil)
+	_, err := Open(p)
+	require.ErrorIs(t, err, os.ErrNotExist)
+	assert.Contains(t, err.Error(), "removed while opening")
+}
