@@ -29,6 +29,12 @@ type Producer struct {
 	// then any sequence number may have been sent, and only gaps below the
 	// highest sequence number received count as lost.
 	Exact bool
+	// MaySend, for an exact producer, is how many sequence numbers from
+	// Sent on may have been sent without being acknowledged: a producer
+	// killed after its Enqueue published a message but before it recorded
+	// the acknowledgement. Receiving them is no offence (they are counted
+	// in Result.Unacked); receiving anything beyond them is.
+	MaySend uint64
 }
 
 // Allowance is how many lost and duplicated messages a run may show without
@@ -75,6 +81,9 @@ type Result struct {
 	Sent     uint64 `json:"sent"`     // messages the producers reported (exact ones)
 	Received uint64 `json:"received"` // records of every consumer
 	Unique   uint64 `json:"unique"`   // distinct valid messages received
+	// Unacked counts the distinct messages received whose sending was not
+	// acknowledged (Producer.MaySend).
+	Unacked uint64 `json:"unacked"`
 
 	Lost       Violation `json:"lost"`       // sent, never received
 	Duplicated Violation `json:"duplicated"` // received more than once
@@ -197,6 +206,27 @@ func (v *Verifier) SetLimit(p int, limit uint64) {
 	v.mu.Unlock()
 }
 
+// Grow raises the number of producers to n (it never lowers it): producers
+// that join later, such as the replacements of killed producers in a chaos
+// run, get the next ids. Records of a producer id not yet grown to are
+// reported as never sent.
+func (v *Verifier) Grow(n int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for v.producers < n {
+		v.limits = append(v.limits, 0)
+		v.seen = append(v.seen, seqSet{chunks: map[uint64]*chunk{}})
+		v.producers++
+	}
+}
+
+// Producers returns the number of producers.
+func (v *Verifier) Producers() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.producers
+}
+
 // Consumer is the verifier's view of one consumer's stream.
 type Consumer struct {
 	v     *Verifier
@@ -242,6 +272,9 @@ func (c *Consumer) observe(r Record) {
 	case v.limits[r.Producer] != 0 && r.Seq >= v.limits[r.Producer]:
 		v.res.Unknown.add(e)
 		return
+	}
+	if int(r.Producer) >= len(c.last) { // producers grew since c began
+		c.last = append(c.last, make([]uint64, v.producers-len(c.last))...)
 	}
 	// Sequence numbers from one producer must strictly increase within
 	// one consumer: a repeat of the previous one violates that too.
@@ -298,7 +331,8 @@ func (v *Verifier) Finish(producers []Producer, allow Allowance) Result {
 				}
 			}
 		}
-		// Unknown: bits set at or above what the producer sent.
+		// Unacked and unknown: bits set at or above what the producer
+		// sent; the first MaySend of them are unacknowledged sends.
 		if !p.Exact || set.maxSeq1 <= p.Sent {
 			continue
 		}
@@ -314,7 +348,11 @@ func (v *Verifier) Finish(producers []Producer, allow Allowance) Result {
 				for word != 0 {
 					b := uint64(bits.TrailingZeros64(word))
 					word &= word - 1
-					if seq := idx*chunkBits + uint64(w)*64 + b; seq >= p.Sent {
+					switch seq := idx*chunkBits + uint64(w)*64 + b; {
+					case seq < p.Sent:
+					case seq-p.Sent < p.MaySend:
+						res.Unacked++
+					default:
 						res.Unique--
 						res.Unknown.add(Example{Consumer: -1, Producer: uint32(i), Seq: seq})
 					}

@@ -242,3 +242,34 @@ func BenchmarkObserve(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(seq), "ns/record")
 }
+
+func TestGrowAndMaySend(t *testing.T) {
+	// A chaos run: producer 1 joins after consumer 0 began; producer 0 was
+	// killed with one message in flight, which was delivered; producer 1
+	// was killed with nothing in flight delivered.
+	v := New(1)
+	c := v.Consumer(0)
+	c.ObserveBatch([]Record{{Producer: 0, Seq: 0}, {Producer: 0, Seq: 1}})
+	v.Grow(2)
+	v.Grow(1) // never lowers
+	if v.Producers() != 2 {
+		t.Fatalf("producers = %d", v.Producers())
+	}
+	c.ObserveBatch([]Record{{Producer: 1, Seq: 0}, {Producer: 0, Seq: 2}, {Producer: 1, Seq: 1}})
+	ps := []Producer{{Sent: 2, Exact: true, MaySend: 1}, {Sent: 2, Exact: true, MaySend: 1}}
+	res := v.Finish(ps, Allowance{})
+	if !res.OK() || res.Unacked != 1 || res.Unique != 5 || res.Sent != 4 {
+		t.Fatalf("in-flight message of a killed producer: %s %+v", res.Problems(), res)
+	}
+	// Beyond the one in flight is never sent.
+	c.Observe(Record{Producer: 0, Seq: 4})
+	res = v.Finish(ps, Allowance{})
+	if res.OK() || res.Unknown.Count != 1 || res.Unknown.Examples[0].Seq != 4 || res.Unacked != 1 {
+		t.Fatalf("beyond the message in flight: %+v", res)
+	}
+	// A producer id not grown to is unknown.
+	c.Observe(Record{Producer: 2, Seq: 0})
+	if res := v.Finish(ps, Allowance{}); res.Unknown.Count != 2 {
+		t.Fatalf("unknown producer: %+v", res)
+	}
+}
