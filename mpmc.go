@@ -226,10 +226,13 @@ func (q *Queue) TryEnqueue(msg []byte) error {
 		return ErrClosed
 	}
 	defer q.release()
-	return q.tryEnqueue(msg)
+	return q.tryEnqueue(msg, true)
 }
 
-func (q *Queue) tryEnqueue(msg []byte) error {
+// tryEnqueue is TryEnqueue without the reference; with stalls, a full queue
+// is checked for a dead participant's claim in the way (recover.go), which
+// the spinning phase of a blocking call leaves to its sleeping phase.
+func (q *Queue) tryEnqueue(msg []byte, stalls bool) error {
 	if uint64(len(msg)) > q.seg.slotSize {
 		return fmt.Errorf("%w: %d bytes, slot size %d", ErrTooLarge, len(msg), q.seg.slotSize)
 	}
@@ -237,7 +240,7 @@ func (q *Queue) tryEnqueue(msg []byte) error {
 		return ErrClosed
 	}
 	err := q.enqueue(msg, 0)
-	if err == ErrFull && q.checkStall(true) {
+	if err == ErrFull && stalls && q.checkStall(true) {
 		err = q.enqueue(msg, 0) // a dead participant's claim was in the way
 	}
 	return err
@@ -252,15 +255,16 @@ func (q *Queue) TryDequeue(buf []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	defer q.release()
-	return q.tryDequeue(buf)
+	return q.tryDequeue(buf, true)
 }
 
-func (q *Queue) tryDequeue(buf []byte) (int, error) {
+// tryDequeue is TryDequeue without the reference; stalls as for tryEnqueue.
+func (q *Queue) tryDequeue(buf []byte, stalls bool) (int, error) {
 	// Read the flag before looking: a message published before Shutdown
 	// is then certain to be seen.
 	shut := q.shutdown.Load() != 0
 	n, err := q.dequeue(buf)
-	if err == errPending && q.checkStall(false) {
+	if err == errPending && stalls && q.checkStall(false) {
 		n, err = q.dequeue(buf) // a dead producer's claim was in the way
 	}
 	switch {
@@ -280,11 +284,11 @@ func (q *Queue) Enqueue(ctx context.Context, msg []byte) error {
 		return ErrClosed
 	}
 	defer q.release()
-	if err := q.tryEnqueue(msg); err != ErrFull {
+	if err := q.tryEnqueue(msg, false); err != ErrFull {
 		return err
 	}
-	return q.notFull.block(ctx, func() error {
-		err := q.tryEnqueue(msg)
+	return q.notFull.block(ctx, func(stalls bool) error {
+		err := q.tryEnqueue(msg, stalls)
 		if err == ErrFull {
 			return errRetry
 		}
@@ -300,12 +304,12 @@ func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	defer q.release()
-	n, err := q.tryDequeue(buf)
+	n, err := q.tryDequeue(buf, false)
 	if err != ErrEmpty {
 		return n, err
 	}
-	err = q.notEmpty.block(ctx, func() error {
-		n, err = q.tryDequeue(buf)
+	err = q.notEmpty.block(ctx, func(stalls bool) error {
+		n, err = q.tryDequeue(buf, stalls)
 		if err == ErrEmpty {
 			return errRetry
 		}

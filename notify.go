@@ -135,7 +135,7 @@ func (w *waitSide) kickIfSleeping() {
 // caller holds a reference on the handle (Queue.acquire) for the whole wait;
 // Close sets closing and wakes the sleeper, and block then returns
 // ErrClosed.
-func (w *waitSide) block(ctx context.Context, try func() error) error {
+func (w *waitSide) block(ctx context.Context, try func(stalls bool) error) error {
 	// Spin: retry, backing off from a tight loop to yielding the processor.
 	spin := time.Duration(w.q.spin.Load())
 	var until time.Time
@@ -143,7 +143,10 @@ func (w *waitSide) block(ctx context.Context, try func() error) error {
 		if w.q.closing.Load() {
 			return ErrClosed
 		}
-		if err := try(); err != errRetry {
+		// Stall checks (a clock read, a lock) only now and then: with
+		// a negative spin this loop never sleeps, and must still notice
+		// a dead participant's claim in the way.
+		if err := try(i&15 == 15); err != errRetry {
 			return err
 		}
 		if i < 16 {
@@ -179,7 +182,7 @@ func (w *waitSide) block(ctx context.Context, try func() error) error {
 		}
 		ch := w.ch
 		w.mu.Unlock()
-		if err := try(); err != errRetry {
+		if err := try(true); err != errRetry {
 			return err
 		}
 		select {
@@ -192,7 +195,7 @@ func (w *waitSide) block(ctx context.Context, try func() error) error {
 
 // sleep is block's loop for the handle's sleeper: announce, retry, sleep on
 // the futex, until try gives a result, ctx is done or the handle closes.
-func (w *waitSide) sleep(ctx context.Context, try func() error) error {
+func (w *waitSide) sleep(ctx context.Context, try func(stalls bool) error) error {
 	if ctx.Done() != nil {
 		// The futex wait cannot watch ctx: wake it when ctx ends.
 		stop := context.AfterFunc(ctx, w.kick)
@@ -203,7 +206,7 @@ func (w *waitSide) sleep(ctx context.Context, try func() error) error {
 		// file for why no wake-up can be lost.
 		v := w.futex.Load()
 		w.waiters[w.word].Or(w.bit)
-		if err := try(); err != errRetry {
+		if err := try(true); err != errRetry {
 			return err
 		}
 		if w.q.closing.Load() {

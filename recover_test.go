@@ -364,3 +364,15 @@ func TestOpenOfRemovedSegment(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 	assert.Contains(t, err.Error(), "removed while opening")
 }
+
+func TestSpinOnlyRecovers(t *testing.T) {
+	// A consumer that never sleeps (SetSpin(-1)) still notices a dead
+	// producer's claim at the head, and goes on.
+	q, p := newTestQueue(t, 4, 32)
+	crashChild(t, "crash-enqueue", p, hookEnqueueBeforePublish)
+	require.NoError(t, q.TryEnqueue([]byte("after")))
+	cons := recoveringHandle(t, p)
+	cons.SetSpin(-1)
+	assert.Equal(t, "after", dequeueString(t, cons))
+	assert.Equal(t, uint64(1), cons.Stats().RecoveredWrites)
+}
