@@ -197,8 +197,16 @@ func (w *waitSide) block(ctx context.Context, try func(stalls bool) error) error
 // the futex, until try gives a result, ctx is done or the handle closes.
 func (w *waitSide) sleep(ctx context.Context, try func(stalls bool) error) error {
 	if ctx.Done() != nil {
-		// The futex wait cannot watch ctx: wake it when ctx ends.
-		stop := context.AfterFunc(ctx, w.kick)
+		// The futex wait cannot watch ctx: wake it when ctx ends. The
+		// callback may still run after stop, when this call has
+		// returned and Close may have unmapped the segment: it takes a
+		// reference of its own.
+		stop := context.AfterFunc(ctx, func() {
+			if w.q.acquire() {
+				w.kick()
+				w.q.release()
+			}
+		})
 		defer stop()
 	}
 	for {
