@@ -8,7 +8,11 @@ package main
 //	stdout: "ready\n" once the queue is open, then, when the loop ends,
 //	        "result <JSON childResult>\n".
 //	fd 3:   (consumers) the records of every message received, in order
-//	        (see verify.Writer), closed when the loop ends.
+//	        (see verify.Writer), closed when the loop ends. With -log (the
+//	        children of `stress chaos`), fd 3 is instead the child's
+//	        chaoslog, for producers and consumers alike: a producer records
+//	        there how many messages were acknowledged, a consumer each
+//	        message received, in shared memory that survives a SIGKILL.
 //	stdin:  the parent writes "g" when every child is ready; EOF before
 //	        that means the parent gave up, and the child exits.
 //	stderr: free text, captured by the parent and surfaced in its report.
@@ -34,6 +38,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/shmq/mpmc"
+	"github.com/shmq/mpmc/stress/internal/chaoslog"
 	"github.com/shmq/mpmc/stress/internal/verify"
 )
 
@@ -46,7 +51,8 @@ const (
 	cmdChildConsumer = "__consumer"
 
 	// recordsFd is the descriptor on which a consumer child writes its
-	// records (the first of exec.Cmd.ExtraFiles).
+	// records (the first of exec.Cmd.ExtraFiles), or, with -log, where
+	// every child finds its chaoslog.
 	recordsFd = 3
 
 	// testExitEnv, used by tests only, makes one child die abruptly:
@@ -84,6 +90,8 @@ func childMain(role string, args []string) int {
 	size := fs.Int("size", 64, "message size in bytes")
 	seed := fs.Uint64("seed", 1, "payload seed")
 	spin := fs.Duration("spin", mpmc.DefaultSpin, "spin budget before sleeping")
+	useLog := fs.Bool("log", false, "record into the chaoslog on fd 3 (stress chaos)")
+	recovery := fs.Duration("recovery-timeout", mpmc.DefaultRecoveryTimeout, "passed to SetRecoveryTimeout")
 	if err := fs.Parse(args); err != nil {
 		return exitError
 	}
@@ -97,11 +105,22 @@ func childMain(role string, args []string) int {
 	}
 	defer q.Close()
 	q.SetSpin(*spin)
+	q.SetRecoveryTimeout(*recovery)
 	clk := newMonoClock()
 
 	var rec *verify.Writer
 	var recFile *os.File
-	if role == roleConsumer {
+	var clog *chaoslog.Log
+	if *useLog {
+		kind := chaoslog.Producer
+		if role == roleConsumer {
+			kind = chaoslog.Consumer
+		}
+		if clog, err = chaoslog.Open(os.NewFile(recordsFd, "chaoslog"), kind); err != nil {
+			return fail(exitError, "%v", err)
+		}
+		defer clog.Close()
+	} else if role == roleConsumer {
 		recFile = os.NewFile(recordsFd, "records")
 		if _, err := recFile.Stat(); err != nil {
 			return fail(exitError, "no records pipe on fd %d: %v", recordsFd, err)
@@ -122,10 +141,19 @@ func childMain(role string, args []string) int {
 	hook := testExitHook(role, *id)
 	var st loopStats
 	res := childResult{Role: role, ID: *id, ClockError: clk.Uncertainty()}
-	switch role {
-	case roleProducer:
+	switch {
+	case role == roleProducer:
+		if clog != nil {
+			// The acknowledgement: Enqueue returned nil for
+			// sequence numbers 0 to n-1.
+			hook = chainHooks(clog.Ack, hook)
+		}
 		st, err = producerLoop(ctx, q, clk, uint32(*id), *count, time.Time{}, *size, *seed, hook)
-	case roleConsumer:
+	case clog != nil:
+		hist := newLatencyHistogram()
+		st, err = consumerLoop(ctx, q, clk, 0, *size, *seed, hist, func(r verify.Record) error { clog.Append(r); return nil }, hook)
+		res.Latency = trimSnapshot(hist.Export())
+	default:
 		hist := newLatencyHistogram()
 		st, err = consumerLoop(ctx, q, clk, 0, *size, *seed, hist, rec.Write, hook)
 		if ferr := rec.Flush(); ferr != nil && err == nil {
@@ -161,6 +189,14 @@ func trimSnapshot(s *hdrhistogram.Snapshot) *hdrhistogram.Snapshot {
 	}
 	s.Counts = s.Counts[:n]
 	return s
+}
+
+// chainHooks returns a hook that calls first, then second if not nil.
+func chainHooks(first, second func(uint64)) func(uint64) {
+	if second == nil {
+		return first
+	}
+	return func(n uint64) { first(n); second(n) }
 }
 
 // testExitHook returns, when testExitEnv names this child, a hook that

@@ -9,6 +9,9 @@
 //	stress create -path P         create an empty queue segment
 //	stress shutdown -path P       shut a queue down for every process
 //	stress inspect -path P        print a segment's header, counters, participants
+//	stress chaos [flags]          run producers and consumers while random ones
+//	                              are SIGKILLed and replaced; verify recovery
+//	stress clean [-dir D] [-n]    remove queue segments nobody uses
 //
 // Every command ends with one verdict line on stdout, "OK: ...", "FAIL: ..."
 // or "ERROR: ...", and exits 0, 1 or 2 accordingly. See README.md.
@@ -57,6 +60,11 @@ commands:
   shutdown   shut down the queue at -path: producers stop, consumers drain it
   inspect    print the header, positions, waiters, participants and counters
              of the segment at -path, without joining it
+  chaos      run producers and consumers for -duration while random ones are
+             SIGKILLed every -kill-every and replaced; verify that the queue
+             never wedges and loses nothing the kills do not explain
+  clean      remove the queue segments in -dir (/dev/shm) that no live
+             process uses; -n only lists them
 
 "stress COMMAND -h" lists a command's flags. The last line of every command is
 its verdict: "OK: ..." (exit 0), "FAIL: ..." (exit 1) or "ERROR: ..." (exit 2).
@@ -86,6 +94,10 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return shutdownCmd(args, stdout, stderr)
 	case "inspect":
 		return inspectCmd(args, stdout, stderr)
+	case "chaos":
+		return chaosCmd(args, stdout, stderr)
+	case "clean":
+		return cleanCmd(args, stdout, stderr)
 	case cmdChildProducer:
 		return childMain(roleProducer, args)
 	case cmdChildConsumer:
@@ -199,4 +211,60 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func chaosCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	var cfg chaosConfig
+	fs.IntVar(&cfg.Producers, "producers", defaultProducers, "producer processes running at any time")
+	fs.IntVar(&cfg.Consumers, "consumers", defaultConsumers, "consumer processes running at any time")
+	fs.DurationVar(&cfg.Duration, "duration", defaultChaosDuration, "how long the kills go on; then the queue is shut down and drained")
+	fs.DurationVar(&cfg.KillEvery, "kill-every", defaultKillEvery, "mean time between two kills (each interval is drawn within +-50%)")
+	fs.IntVar(&cfg.Size, "size", defaultSize, fmt.Sprintf("total message size in bytes, header (%d bytes) included; also the queue's slot size", message.HeaderSize))
+	fs.IntVar(&cfg.Capacity, "capacity", defaultCapacity, "queue capacity in messages (power of two)")
+	fs.BoolVar(&cfg.Redeliver, "redeliver", false, "create the queue with Config.Redeliver: a killed consumer's taken message is enqueued again")
+	fs.DurationVar(&cfg.RecoveryTimeout, "recovery-timeout", mpmc.DefaultRecoveryTimeout, "passed to every child's SetRecoveryTimeout: how long a claim may hold others up before its owner's liveness is checked")
+	fs.Uint64Var(&cfg.Seed, "seed", defaultSeed, "seed of the message payloads and of the kill schedule")
+	fs.StringVar(&cfg.Path, "path", "", "segment to create (must not exist; default: a unique name under /dev/shm); removed at the end")
+	fs.DurationVar(&cfg.Timeout, "timeout", 0, "kill everything and fail if the run takes longer (0: -duration + 1m30s)")
+	fs.BoolVar(&cfg.json, "json", false, "print the whole report as JSON")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: stress chaos [flags]\n\nRuns producer and consumer processes against a fresh queue while random ones\nare SIGKILLed and replaced, then verifies that the queue never wedged and lost,\nduplicated or reordered nothing the kills do not explain. Flags:\n")
+		fs.PrintDefaults()
+	}
+	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
+		return code
+	}
+	bad := func(format string, a ...any) int {
+		fmt.Fprintf(stdout, "ERROR: chaos: "+format+"\n", a...)
+		return exitError
+	}
+	switch {
+	case cfg.Producers < 1 || cfg.Consumers < 1:
+		return bad("-producers and -consumers must be at least 1")
+	case cfg.Producers+cfg.Consumers > maxChildren:
+		return bad("-producers + -consumers is %d, at most %d fit the queue's participants table", cfg.Producers+cfg.Consumers, maxChildren)
+	case cfg.Duration <= 0:
+		return bad("-duration must be positive")
+	case cfg.KillEvery < minKillEvery:
+		return bad("-kill-every %v: at least %v (processes take milliseconds to start)", cfg.KillEvery, minKillEvery)
+	case cfg.RecoveryTimeout < 0 || cfg.Timeout < 0:
+		return bad("-recovery-timeout and -timeout must not be negative")
+	}
+	if err := checkGeometry(cfg.Size, cfg.Capacity); err != nil {
+		return bad("%v", err)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = autoChaosTimeout(cfg)
+	}
+	rep := runChaos(cfg)
+	rep.WriteChildStderr(stderr)
+	if cfg.json {
+		if err := rep.WriteJSON(stdout); err != nil {
+			fmt.Fprintf(stderr, "writing the report: %v\n", err)
+		}
+	} else {
+		rep.WriteText(stdout)
+	}
+	return rep.ExitCode
 }

@@ -77,6 +77,7 @@ type QueueCounters struct {
 	ProducerWakeups       uint64 `json:"producer_wakeups"`
 	RecoveredWrites       uint64 `json:"recovered_writes"`
 	RecoveredReads        uint64 `json:"recovered_reads"`
+	Redelivered           uint64 `json:"redelivered"`
 	SkippedSlots          uint64 `json:"skipped_slots"`
 	ParticipantsReclaimed uint64 `json:"participants_reclaimed"`
 }
@@ -116,6 +117,20 @@ func (r *Report) setOK(n uint64) {
 }
 
 func (r *Report) addChild(c *child) {
+	cr := newChildReport(c)
+	r.CPU.add(c)
+	r.Children = append(r.Children, cr)
+}
+
+// add adds a child's CPU time.
+func (cpu *CPU) add(c *child) {
+	u, s := c.cpu()
+	cpu.UserSeconds += u.Seconds()
+	cpu.SysSeconds += s.Seconds()
+}
+
+// newChildReport says how a child ended.
+func newChildReport(c *child) ChildReport {
 	cr := ChildReport{Role: c.role, ID: c.id, ExitCode: -1, Stderr: strings.TrimSpace(c.stderr.String())}
 	if c.cmd.Process != nil {
 		cr.Pid = c.cmd.Process.Pid
@@ -127,18 +142,16 @@ func (r *Report) addChild(c *child) {
 	}
 	u, s := c.cpu()
 	cr.CPUSeconds = (u + s).Seconds()
-	r.CPU.UserSeconds += u.Seconds()
-	r.CPU.SysSeconds += s.Seconds()
 	if res := c.getResult(); res != nil {
 		cr.Stop, cr.Messages = res.Stop, res.Messages
 	}
 	_, cr.Problem = c.problem()
 	cr.Killed = c.wasKilled()
-	r.Children = append(r.Children, cr)
+	return cr
 }
 
-func (r *Report) setQueueStats(s mpmc.Stats) {
-	r.Queue = QueueCounters{
+func newQueueCounters(s mpmc.Stats) QueueCounters {
+	return QueueCounters{
 		EnqueuePos:            s.EnqueuePos,
 		DequeuePos:            s.DequeuePos,
 		FinalLen:              s.Len,
@@ -148,10 +161,13 @@ func (r *Report) setQueueStats(s mpmc.Stats) {
 		ProducerWakeups:       s.ProducerWakeups,
 		RecoveredWrites:       s.RecoveredWrites,
 		RecoveredReads:        s.RecoveredReads,
+		Redelivered:           s.Redelivered,
 		SkippedSlots:          s.SkippedSlots,
 		ParticipantsReclaimed: s.ParticipantsReclaimed,
 	}
 }
+
+func (r *Report) setQueueStats(s mpmc.Stats) { r.Queue = newQueueCounters(s) }
 
 // setMeasurements fills in throughput, latency and CPU per message from the
 // verification result, the merged histogram, the go time and the time the
@@ -222,8 +238,8 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "sleeps:     consumers slept %d times, woken by %d wake calls; producers slept %d times, woken by %d wake calls\n",
 			q.ConsumerSleeps, q.ConsumerWakeups, q.ProducerSleeps, q.ProducerWakeups)
 		if q.RecoveredWrites+q.RecoveredReads+q.SkippedSlots+q.ParticipantsReclaimed > 0 {
-			fmt.Fprintf(w, "recovery:   %d writes and %d reads of dead processes recovered, %d slots skipped, %d participants reclaimed\n",
-				q.RecoveredWrites, q.RecoveredReads, q.SkippedSlots, q.ParticipantsReclaimed)
+			fmt.Fprintf(w, "recovery:   %d writes and %d reads of dead processes recovered (%d redelivered), %d slots skipped, %d participants reclaimed\n",
+				q.RecoveredWrites, q.RecoveredReads, q.Redelivered, q.SkippedSlots, q.ParticipantsReclaimed)
 		}
 		fmt.Fprintf(w, "children:   %s\n", r.childSummary())
 	}
@@ -258,8 +274,10 @@ func (r *Report) childSummary() string {
 
 // WriteChildStderr prints the error output of every child that wrote any,
 // each line prefixed with the child's name.
-func (r *Report) WriteChildStderr(w io.Writer) {
-	for _, c := range r.Children {
+func (r *Report) WriteChildStderr(w io.Writer) { writeChildStderr(w, r.Children) }
+
+func writeChildStderr(w io.Writer, children []ChildReport) {
+	for _, c := range children {
 		if c.Stderr == "" {
 			continue
 		}

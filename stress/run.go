@@ -473,19 +473,31 @@ func (r *runner) verify() {
 // zero although nothing was left: it then counted positions that a producer
 // claimed and abandoned at Shutdown (skipped slots nobody passed over).
 func (r *runner) checkDrained() {
-	buf := make([]byte, r.q.SlotSize())
-	for range r.q.Cap() + 1 {
-		_, err := r.q.TryDequeue(buf)
-		if err != nil {
-			if !errors.Is(err, mpmc.ErrClosed) {
-				r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("draining after the run: TryDequeue returned %v, not ErrClosed", err))
-			}
-			break
-		}
-		r.leftover++
+	var err error
+	if r.leftover, err = drainQueue(r.q); err != nil {
+		r.rep.Notes = append(r.rep.Notes, err.Error())
 	}
 	if n := r.rep.Queue.FinalLen; n != 0 && r.leftover == 0 {
 		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("Len() was %d after every consumer saw ErrClosed, yet no message was left: it counts %d position(s) abandoned at Shutdown (enqueue pos %d, dequeue pos %d)",
 			n, n, r.rep.Queue.EnqueuePos, r.rep.Queue.DequeuePos))
 	}
+}
+
+// drainQueue dequeues, without waiting, what is left in a queue that was
+// shut down and returns how many messages it found. The error says how the
+// draining ended if not with ErrClosed.
+func drainQueue(q *mpmc.Queue) (int, error) {
+	buf := make([]byte, q.SlotSize())
+	n := 0
+	for range q.Cap() + 1 {
+		_, err := q.TryDequeue(buf)
+		if err != nil {
+			if !errors.Is(err, mpmc.ErrClosed) {
+				return n, fmt.Errorf("draining after the run: TryDequeue returned %v, not ErrClosed", err)
+			}
+			break
+		}
+		n++
+	}
+	return n, nil
 }

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shmq/mpmc"
+	"github.com/shmq/mpmc/stress/internal/verify"
+)
+
+// feed verifies the records of each consumer against producers that
+// acknowledged acked[i] messages; killed[i] marks producers that were killed
+// (one message may have been in flight).
+func feed(acked []uint64, killed []bool, consumers ...[]verify.Record) verify.Result {
+	v := verify.New(1)
+	v.Grow(len(acked))
+	for id, recs := range consumers {
+		v.Consumer(id).ObserveBatch(recs)
+	}
+	ps := make([]verify.Producer, len(acked))
+	for i, n := range acked {
+		ps[i] = verify.Producer{Sent: n, Exact: true}
+		if killed[i] {
+			ps[i].MaySend = 1
+		}
+	}
+	return v.Finish(ps, verify.Allowance{})
+}
+
+// seqs returns the records of producer p, sequence numbers from..to-1.
+func seqs(p uint32, from, to uint64) []verify.Record {
+	var rs []verify.Record
+	for s := from; s < to; s++ {
+		rs = append(rs, verify.Record{Producer: p, Seq: s})
+	}
+	return rs
+}
+
+func cat(parts ...[]verify.Record) []verify.Record {
+	var rs []verify.Record
+	for _, p := range parts {
+		rs = append(rs, p...)
+	}
+	return rs
+}
+
+// facts is a run with no kills, no stall and the given verification.
+func facts(res verify.Result) chaosFacts {
+	return chaosFacts{Verified: res, WorstStall: 100 * time.Millisecond, StallBound: 2250 * time.Millisecond}
+}
+
+func wantOK(t *testing.T, f chaosFacts) ChaosJudgement {
+	t.Helper()
+	j := judgeChaos(f)
+	if len(j.Problems) > 0 {
+		t.Fatalf("want OK, got problems: %q", j.Problems)
+	}
+	return j
+}
+
+func wantFail(t *testing.T, f chaosFacts, substr string) {
+	t.Helper()
+	j := judgeChaos(f)
+	for _, p := range j.Problems {
+		if strings.Contains(p, substr) {
+			return
+		}
+	}
+	t.Fatalf("want a problem containing %q, got %q", substr, j.Problems)
+}
+
+func TestChaosCleanRunPasses(t *testing.T) {
+	res := feed([]uint64{100, 50}, []bool{false, false}, cat(seqs(0, 0, 60), seqs(1, 0, 50)), seqs(0, 60, 100))
+	wantOK(t, facts(res))
+}
+
+func TestChaosLostNotExplainedFails(t *testing.T) {
+	// p0#40 was acknowledged and never delivered, and no consumer was
+	// killed (a producer was, which explains no loss).
+	res := feed([]uint64{100}, []bool{true}, cat(seqs(0, 0, 40), seqs(0, 41, 100)))
+	f := facts(res)
+	f.KilledProducers = 1
+	wantFail(t, f, "1 acknowledged messages were never delivered, but the kills explain at most 0")
+
+	// Two losses, one killed consumer: one too many.
+	res = feed([]uint64{100}, []bool{false}, cat(seqs(0, 0, 40), seqs(0, 41, 70)), seqs(0, 71, 100))
+	f = facts(res)
+	f.KilledConsumers = 1
+	f.Stats.RecoveredReads = 1
+	wantFail(t, f, "2 acknowledged messages were never delivered, but the kills explain at most 1")
+}
+
+func TestChaosLostExplainedPasses(t *testing.T) {
+	// Two killed consumers: one held p0#40 taken (dropped by recovery),
+	// the other had dequeued p0#70 and not recorded it.
+	res := feed([]uint64{100}, []bool{false}, seqs(0, 0, 40), seqs(0, 41, 70), seqs(0, 71, 100))
+	f := facts(res)
+	f.KilledConsumers = 2
+	f.Stats.RecoveredReads = 1
+	j := wantOK(t, f)
+	if j.Lost.Seen != 2 || j.Lost.Bound != 2 {
+		t.Fatalf("lost %+v", j.Lost)
+	}
+	// With Redeliver, a recovered message that was not enqueued again
+	// (it had been redelivered before) widens the bound by one.
+	res = feed([]uint64{100}, []bool{false}, seqs(0, 0, 40), seqs(0, 41, 70), seqs(0, 71, 99))
+	f = facts(res)
+	f.Redeliver, f.KilledConsumers = true, 2
+	f.Stats.RecoveredReads, f.Stats.Redelivered = 2, 1
+	if j := wantOK(t, f); j.Lost.Bound != 3 {
+		t.Fatalf("lost %+v", j.Lost)
+	}
+}
+
+func TestChaosDroppedButDeliveredFails(t *testing.T) {
+	// Recovery says it released a taken slot, yet nothing is missing: it
+	// took over the slot of a consumer that lived on.
+	res := feed([]uint64{100}, []bool{false}, seqs(0, 0, 100))
+	f := facts(res)
+	f.KilledConsumers = 1
+	f.Stats.RecoveredReads = 1
+	wantFail(t, f, "recovery released slots of messages that were delivered")
+}
+
+func TestChaosDuplicateWithoutRedeliveryFails(t *testing.T) {
+	res := feed([]uint64{100}, []bool{false}, seqs(0, 0, 60), cat(seqs(0, 59, 100)))
+	f := facts(res)
+	f.KilledConsumers = 3
+	wantFail(t, f, "1 messages delivered twice (bound 0: redelivery is off): p0#59 again at consumer 1")
+}
+
+func TestChaosRedeliveredDuplicateAndReorderPasses(t *testing.T) {
+	// Consumer 0 recorded p0#30; the message was redelivered to consumer
+	// 1 after later ones: a duplicate and a reordering, one redelivery.
+	res := feed([]uint64{100}, []bool{false}, seqs(0, 0, 31), cat(seqs(0, 31, 60), seqs(0, 30, 31), seqs(0, 60, 100)))
+	f := facts(res)
+	f.Redeliver, f.KilledConsumers = true, 1
+	f.Stats.RecoveredReads, f.Stats.Redelivered = 1, 1
+	j := wantOK(t, f)
+	if j.Duplicates.Seen != 1 || j.Duplicates.Bound != 1 || j.Reordered.Seen != 1 {
+		t.Fatalf("judgement %+v", j)
+	}
+	// The same without redelivery fails twice over.
+	f.Redeliver = false
+	f.Stats.Redelivered = 0
+	wantFail(t, f, "delivered twice")
+	wantFail(t, f, "not in their producer's order")
+	// And with redelivery, more duplicates than redeliveries fail.
+	res = feed([]uint64{100}, []bool{false}, seqs(0, 0, 32), cat(seqs(0, 32, 60), seqs(0, 30, 32), seqs(0, 60, 100)))
+	f = facts(res)
+	f.Redeliver, f.KilledConsumers = true, 1
+	f.Stats.RecoveredReads, f.Stats.Redelivered = 1, 1
+	wantFail(t, f, "2 messages delivered twice (bound 1")
+}
+
+func TestChaosStallFails(t *testing.T) {
+	res := feed([]uint64{10}, []bool{false}, seqs(0, 0, 10))
+	f := facts(res)
+	f.WorstStall = 2251 * time.Millisecond
+	wantFail(t, f, "no message was delivered for 2.251s, more than the bound of 2.25s")
+	f.WorstStall = f.StallBound
+	wantOK(t, f)
+}
+
+func TestChaosKilledProducerInFlight(t *testing.T) {
+	// A killed producer acknowledged 50; #50 was in flight and was
+	// delivered: fine. #51 was never sent: FAIL.
+	res := feed([]uint64{50}, []bool{true}, seqs(0, 0, 51))
+	f := facts(res)
+	f.KilledProducers = 1
+	f.Stats.RecoveredWrites = 1
+	wantOK(t, f)
+	res = feed([]uint64{50}, []bool{true}, seqs(0, 0, 52))
+	f.Verified = res
+	wantFail(t, f, "1 messages never sent, nor in flight when their producer was killed (p0#51)")
+}
+
+func TestChaosImpossibleCounters(t *testing.T) {
+	res := feed([]uint64{10}, []bool{false}, seqs(0, 0, 10))
+	for _, c := range []struct {
+		stats mpmc.Stats
+		want  string
+	}{
+		{mpmc.Stats{RecoveredWrites: 1}, "a live producer's claim was taken over"},
+		{mpmc.Stats{ParticipantsReclaimed: 1}, "a live participant's entry was taken over"},
+		{mpmc.Stats{RecoveredReads: 1, Redelivered: 1}, "a live consumer's slot was taken over"},
+		{mpmc.Stats{Redelivered: 1}, "redelivered messages but only 0 recovered reads"},
+	} {
+		f := facts(res)
+		f.Stats = c.stats
+		wantFail(t, f, c.want)
+	}
+	f := facts(res)
+	f.Leftover = 2
+	wantFail(t, f, "2 messages were left in the queue")
+	f = facts(feed([]uint64{10}, []bool{false}, cat(seqs(0, 0, 5), []verify.Record{{Producer: 0, Seq: 5, Corrupt: true}}, seqs(0, 6, 10))))
+	f.KilledConsumers = 1
+	wantFail(t, f, "1 corrupt messages")
+}

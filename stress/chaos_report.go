@@ -1,0 +1,270 @@
+package main
+
+// The report of a chaos run, as text for people or as JSON for scripts.
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/shmq/mpmc"
+	"github.com/shmq/mpmc/stress/internal/verify"
+)
+
+// ChaosReport is everything a chaos run found. Its JSON form is what
+// `stress chaos -json` prints.
+type ChaosReport struct {
+	// Verdict is the verdict line: "OK: ...", "FAIL: ..." or "ERROR: ...".
+	Verdict string `json:"verdict"`
+	// ExitCode is the exit status that goes with it: 0, 1 or 2.
+	ExitCode int         `json:"exit_code"`
+	Config   chaosConfig `json:"config"`
+	Path     string      `json:"path"`
+	Removed  bool        `json:"removed"` // the segment was removed at the end
+	// Interrupted names the signal that stopped the run early, if any.
+	Interrupted string `json:"interrupted,omitempty"`
+
+	// ChaosSeconds is the time from the go signal to the shutdown.
+	ChaosSeconds float64 `json:"chaos_seconds"`
+	// LastDeliverySeconds is when the last message was received, after
+	// the go signal.
+	LastDeliverySeconds float64 `json:"last_delivery_seconds"`
+
+	Started         int    `json:"started"` // child processes started in all
+	Kills           []Kill `json:"kills"`
+	KilledProducers int    `json:"killed_producers"`
+	KilledConsumers int    `json:"killed_consumers"`
+	// KilledStarting counts the kills of children that had not been told
+	// to go yet.
+	KilledStarting int `json:"killed_starting"`
+
+	Delivered         uint64  `json:"delivered"`    // records of every consumer
+	Acknowledged      uint64  `json:"acknowledged"` // Enqueue calls that returned nil
+	MessagesPerSecond float64 `json:"messages_per_second"`
+	MBPerSecond       float64 `json:"mb_per_second"`
+
+	// Lost, Duplicates and Reordered are judged against what the kills
+	// explain (see chaos_judge.go).
+	Lost       ChaosCheck `json:"lost_to_killed_consumers"`
+	Duplicates ChaosCheck `json:"duplicates"`
+	Reordered  ChaosCheck `json:"reordered"`
+
+	Queue QueueCounters `json:"queue"`
+
+	WorstStall        Stall   `json:"worst_stall"`
+	StallBoundSeconds float64 `json:"stall_bound_seconds"`
+	// LongStalls counts the times without delivery longer than the
+	// recovery timeout.
+	LongStalls int `json:"long_stalls"`
+	// Evidence is the queue's state captured when something went wrong:
+	// a stall beyond its bound, a child that failed, a timeout.
+	Evidence []Evidence `json:"evidence,omitempty"`
+
+	// DeadClaimsAtEnd counts the claims that dead participants still held
+	// at the end (never run into, so never recovered).
+	DeadClaimsAtEnd int `json:"dead_claims_at_end"`
+	// Leftover counts messages still queued after the consumers stopped.
+	Leftover int `json:"leftover"`
+	// RingWaits counts the times a consumer waited for the parent to
+	// drain its log.
+	RingWaits uint64 `json:"ring_waits"`
+
+	CPU      CPU            `json:"cpu"`
+	Verified *verify.Result `json:"verification,omitempty"`
+	Children []ChildReport  `json:"children"`
+	Notes    []string       `json:"notes,omitempty"`
+}
+
+// Stall is one time without any delivery while the chaos ran.
+type Stall struct {
+	Seconds     float64 `json:"seconds"`
+	FromSeconds float64 `json:"from_seconds"` // since the go signal
+	// AfterKill is the last kill before the stall began, if any.
+	AfterKill *Kill `json:"after_kill,omitempty"`
+}
+
+func (s Stall) String() string {
+	d := ns(int64(s.Seconds * 1e9))
+	if s.AfterKill == nil {
+		return fmt.Sprintf("%s from %.3f s, before any kill", d, s.FromSeconds)
+	}
+	return fmt.Sprintf("%s from %.3f s, %.3f s after the kill of %v", d, s.FromSeconds, s.FromSeconds-s.AfterKill.AtSeconds, *s.AfterKill)
+}
+
+// Evidence is the state of the queue at one moment.
+type Evidence struct {
+	When string `json:"when"`
+	// Inspect is what `stress inspect` printed of the segment then.
+	Inspect string `json:"inspect"`
+	// RecentKills are the last kills before then.
+	RecentKills []Kill `json:"recent_kills"`
+}
+
+// maxEvidence bounds how many states are captured.
+const maxEvidence = 4
+
+func newChaosReport(cfg chaosConfig) *ChaosReport {
+	return &ChaosReport{Config: cfg, Children: []ChildReport{}, Kills: []Kill{}}
+}
+
+func (r *ChaosReport) setVerdict(code int, prefix, format string, a ...any) {
+	if r.Verdict != "" {
+		return // the first cause wins
+	}
+	msg := strings.ReplaceAll(fmt.Sprintf(format, a...), "\n", " ")
+	r.Verdict, r.ExitCode = prefix+msg, code
+}
+
+func (r *ChaosReport) setError(format string, a ...any) {
+	r.setVerdict(exitError, "ERROR: ", format, a...)
+}
+func (r *ChaosReport) setFail(format string, a ...any) {
+	r.setVerdict(exitFail, "FAIL: ", format, a...)
+}
+
+// span is the length of the chaos, as the verdict says it.
+func (r *ChaosReport) span() string {
+	if r.Interrupted != "" || r.ChaosSeconds < r.Config.Duration.Seconds()-0.05 {
+		return fmt.Sprintf("%.1fs of %v", r.ChaosSeconds, r.Config.Duration)
+	}
+	return r.Config.Duration.String()
+}
+
+func (r *ChaosReport) setOK() {
+	r.setVerdict(exitOK, "OK: ", "chaos %s, %d kills (%d producers, %d consumers), %d messages delivered, %d lost to killed consumers, worst stall %s",
+		r.span(), len(r.Kills), r.KilledProducers, r.KilledConsumers, r.Delivered, r.Lost.Seen, ns(int64(r.WorstStall.Seconds*1e9)))
+}
+
+func (r *ChaosReport) addChild(c *child) {
+	r.Children = append(r.Children, newChildReport(c))
+	r.CPU.add(c)
+}
+
+func (r *ChaosReport) setQueueStats(s mpmc.Stats) { r.Queue = newQueueCounters(s) }
+
+// setJudgement fills in the judged counts and the throughput.
+func (r *ChaosReport) setJudgement(j ChaosJudgement, goTime time.Time) {
+	r.Lost, r.Duplicates, r.Reordered = j.Lost, j.Duplicates, j.Reordered
+	if r.Verified != nil {
+		r.Acknowledged = r.Verified.Sent
+	}
+	if r.LastDeliverySeconds > 0 {
+		r.MessagesPerSecond = float64(r.Delivered) / r.LastDeliverySeconds
+		r.MBPerSecond = r.MessagesPerSecond * float64(r.Config.Size) / 1e6
+	}
+}
+
+// takeEvidence captures the state of the segment at path.
+func (r *ChaosReport) takeEvidence(when, path string, kills []Kill) {
+	if len(r.Evidence) >= maxEvidence {
+		return
+	}
+	e := Evidence{When: when, RecentKills: append([]Kill(nil), kills[max(0, len(kills)-5):]...)}
+	info, err := mpmc.Inspect(path)
+	if err != nil {
+		e.Inspect = fmt.Sprintf("inspect failed: %v", err)
+	} else {
+		var b strings.Builder
+		writeInfo(&b, info)
+		e.Inspect = b.String()
+	}
+	r.Evidence = append(r.Evidence, e)
+}
+
+// WriteJSON prints the report as one JSON document.
+func (r *ChaosReport) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteChildStderr prints the error output of every child that wrote any.
+func (r *ChaosReport) WriteChildStderr(w io.Writer) { writeChildStderr(w, r.Children) }
+
+// WriteText prints the report for people; its last line is the verdict.
+func (r *ChaosReport) WriteText(w io.Writer) {
+	c := r.Config
+	redeliver := "off"
+	if c.Redeliver {
+		redeliver = "on"
+	}
+	fmt.Fprintf(w, "chaos:      %d producers, %d consumers, %v, a kill every %v on average (+-50%%), %d-byte messages, capacity %d, recovery timeout %v, redelivery %s, seed %d\n",
+		c.Producers, c.Consumers, c.Duration, c.KillEvery, c.Size, c.Capacity, c.RecoveryTimeout, redeliver, c.Seed)
+	if r.Path != "" {
+		state := "removed"
+		if !r.Removed {
+			state = "NOT removed"
+		}
+		fmt.Fprintf(w, "segment:    %s (%s)\n", r.Path, state)
+	}
+	if r.Interrupted != "" {
+		fmt.Fprintf(w, "stopped:    early, by %s, after %.1f s: the queue was shut down and drained\n", r.Interrupted, r.ChaosSeconds)
+	}
+	if r.Started > 0 {
+		fmt.Fprintf(w, "kills:      %d: %d producers, %d consumers (%d of them before they were running); %d processes started in all\n",
+			len(r.Kills), r.KilledProducers, r.KilledConsumers, r.KilledStarting, r.Started)
+	}
+	if v := r.Verified; v != nil {
+		fmt.Fprintf(w, "delivered:  %d messages in %.2f s (%d acknowledged by producers; %d delivered unacknowledged, in flight when their producer was killed)\n",
+			r.Delivered, r.LastDeliverySeconds, r.Acknowledged, v.Unacked)
+		fmt.Fprintf(w, "throughput: %s msg/s, %.1f MB/s, kills included\n", thousands(uint64(r.MessagesPerSecond+0.5)), r.MBPerSecond)
+		fmt.Fprintf(w, "lost:       %d acknowledged messages lost to killed consumers (bound %d: %s)\n", r.Lost.Seen, r.Lost.Bound, r.Lost.Why)
+		fmt.Fprintf(w, "duplicates: %d (bound %d: %s)\n", r.Duplicates.Seen, r.Duplicates.Bound, r.Duplicates.Why)
+		fmt.Fprintf(w, "reordered:  %d (bound %d: %s)\n", r.Reordered.Seen, r.Reordered.Bound, r.Reordered.Why)
+		if v.Corrupt.Count+v.Unknown.Count > 0 {
+			fmt.Fprintf(w, "corrupt:    %d; never sent: %d\n", v.Corrupt.Count, v.Unknown.Count)
+		}
+		q := r.Queue
+		fmt.Fprintf(w, "recovery:   writes %d, reads %d, redelivered %d, skipped slots %d, participants reclaimed %d; claims of dead processes left at the end %d\n",
+			q.RecoveredWrites, q.RecoveredReads, q.Redelivered, q.SkippedSlots, q.ParticipantsReclaimed, r.DeadClaimsAtEnd)
+	}
+	if r.Started > 0 {
+		fmt.Fprintf(w, "stalls:     worst %s; %d longer than the recovery timeout; bound %v (recovery timeout + %v)\n",
+			r.WorstStall, r.LongStalls, time.Duration(r.StallBoundSeconds*1e9), stallMargin)
+		fmt.Fprintf(w, "cpu:        children: user %.2f s + sys %.2f s\n", r.CPU.UserSeconds, r.CPU.SysSeconds)
+		fmt.Fprintf(w, "children:   %s\n", r.childSummary())
+	}
+	for _, e := range r.Evidence {
+		fmt.Fprintf(w, "evidence:   %s; last kills: %s\n", e.When, killList(e.RecentKills))
+		for _, line := range strings.Split(strings.TrimRight(e.Inspect, "\n"), "\n") {
+			fmt.Fprintf(w, "    %s\n", line)
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note:       %s\n", n)
+	}
+	fmt.Fprintln(w, r.Verdict)
+}
+
+func killList(ks []Kill) string {
+	if len(ks) == 0 {
+		return "none"
+	}
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = k.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// childSummary counts children by how they ended.
+func (r *ChaosReport) childSummary() string {
+	ok, killed, bad := 0, 0, []string{}
+	for _, c := range r.Children {
+		switch {
+		case c.Killed && c.Problem != "" && strings.Contains(c.Problem, "killed by the stress tester"):
+			killed++
+		case c.Problem == "":
+			ok++
+		default:
+			bad = append(bad, c.Problem)
+		}
+	}
+	s := fmt.Sprintf("%d started: %d killed, %d exited cleanly", len(r.Children), killed, ok)
+	if len(bad) > 0 {
+		s += "; " + strings.Join(bad, "; ")
+	}
+	return s
+}
