@@ -57,8 +57,19 @@ func writeInfo(w io.Writer, info mpmc.Info) {
 	fmt.Fprintf(w, "positions:    enqueue %d, dequeue %d, length %d, shut down: %s\n", s.EnqueuePos, s.DequeuePos, s.Len, yes(s.Shutdown))
 	fmt.Fprintf(w, "waiters:      consumers sleeping %v, producers sleeping %v (participant indexes)\n", orNone(info.SleepingConsumers), orNone(info.SleepingProducers))
 	fmt.Fprintf(w, "counters:     consumer sleeps %d, consumer wake calls %d, producer sleeps %d, producer wake calls %d\n", s.ConsumerSleeps, s.ConsumerWakeups, s.ProducerSleeps, s.ProducerWakeups)
-	fmt.Fprintf(w, "recovery:     writes %d, reads %d, skipped slots %d, participants reclaimed %d\n", s.RecoveredWrites, s.RecoveredReads, s.SkippedSlots, s.ParticipantsReclaimed)
-	fmt.Fprintf(w, "participants: %d\n", len(info.Participants))
+	fmt.Fprintf(w, "recovery:     writes %d, reads %d, redelivered %d, skipped slots %d, participants reclaimed %d\n", s.RecoveredWrites, s.RecoveredReads, s.Redelivered, s.SkippedSlots, s.ParticipantsReclaimed)
+	dead, deadClaims := 0, 0
+	for _, p := range info.Participants {
+		if !p.Alive {
+			dead++
+			deadClaims += p.Claims
+		}
+	}
+	if dead > 0 {
+		fmt.Fprintf(w, "participants: %d (%d dead without leaving, holding %d claims)\n", len(info.Participants), dead, deadClaims)
+	} else {
+		fmt.Fprintf(w, "participants: %d\n", len(info.Participants))
+	}
 	if len(info.Participants) == 0 {
 		return
 	}
