@@ -41,6 +41,7 @@ type chaosConfig struct {
 	Capacity        int           `json:"capacity"`
 	Redeliver       bool          `json:"redeliver"`
 	RecoveryTimeout time.Duration `json:"recovery_timeout_ns"`
+	RespawnDelay    time.Duration `json:"respawn_delay_ns"`
 	Seed            uint64        `json:"seed"`
 	Path            string        `json:"path"`
 	Timeout         time.Duration `json:"timeout_ns"`
@@ -57,7 +58,8 @@ const (
 	// can be started.
 	minKillEvery = 10 * time.Millisecond
 
-	// stallMargin is added to the recovery timeout to bound a stall: time
+	// stallMargin is added to the recovery timeout (and the respawn delay)
+	// to bound a stall: time
 	// for sleepers to notice (sleep slices of 100 ms), for replacements to
 	// start, and for a busy 2-core machine to schedule everyone.
 	stallMargin = 2 * time.Second
@@ -132,6 +134,7 @@ type chaosRunner struct {
 	pending   int           // started and not yet exited
 	exits     chan *child
 	slow      chan *chaosChild // children not ready in time
+	respawn   chan string      // roles whose replacement is due (-respawn-delay)
 	stopped   chan struct{}    // closed when supervise returns
 	nextCons  int
 
@@ -165,8 +168,9 @@ func runChaos(cfg chaosConfig) *ChaosReport {
 		byChild: map[*child]*chaosChild{},
 		exits:   make(chan *child, 1024),
 		slow:    make(chan *chaosChild, 1),
+		respawn: make(chan string),
 		stopped: make(chan struct{}),
-		bound:   cfg.RecoveryTimeout + stallMargin,
+		bound:   cfg.RecoveryTimeout + cfg.RespawnDelay + stallMargin,
 	}
 	r.rep.StallBoundSeconds = r.bound.Seconds()
 	signal.Notify(r.sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -362,13 +366,27 @@ func (r *chaosRunner) killOne() {
 	}
 	k := Kill{AtSeconds: r.since(time.Now()), Role: v.role, ID: v.id, Pid: v.cmd.Process.Pid, Running: running}
 	r.kills = append(r.kills, k)
-	repl, err := r.start(v.role)
+	if r.cfg.RespawnDelay > 0 {
+		time.AfterFunc(r.cfg.RespawnDelay, func() {
+			select {
+			case r.respawn <- v.role:
+			case <-r.stopped:
+			}
+		})
+		return
+	}
+	r.replace(v.role)
+}
+
+// replace starts a new child of role, which goes as soon as it is ready.
+func (r *chaosRunner) replace(role string) {
+	c, err := r.start(role)
 	if err != nil {
-		r.rep.setError("starting a replacement for %v: %v", k, err)
+		r.rep.setError("starting a replacement %s: %v", role, err)
 		r.abort()
 		return
 	}
-	go r.goWhenReady(repl)
+	go r.goWhenReady(c)
 }
 
 // stopChaos stops the kills and shuts the queue down: producers stop,
@@ -426,6 +444,10 @@ func (r *chaosRunner) supervise() {
 			if r.killsOn {
 				r.killOne()
 				killT.Reset(r.nextKill())
+			}
+		case role := <-r.respawn:
+			if r.stopAt.IsZero() {
+				r.replace(role)
 			}
 		case <-duration.C:
 			r.stopChaos()

@@ -22,6 +22,7 @@ var okChaos = regexp.MustCompile(`^OK: chaos (\S+), (\d+) kills \((\d+) producer
 func TestChaosOK(t *testing.T) {
 	path := shmPath(t, "chaos")
 	r := run(t, nil, "chaos", "-duration", "5s", "-kill-every", "300ms", "-path", path)
+	t.Logf("report:\n%s", r.stdout)
 	expect(t, r, 0, "OK: chaos 5s, ")
 	m := okChaos.FindStringSubmatch(r.lastLine())
 	if m == nil {

@@ -190,8 +190,12 @@ func (r *ChaosReport) WriteText(w io.Writer) {
 	if c.Redeliver {
 		redeliver = "on"
 	}
-	fmt.Fprintf(w, "chaos:      %d producers, %d consumers, %v, a kill every %v on average (+-50%%), %d-byte messages, capacity %d, recovery timeout %v, redelivery %s, seed %d\n",
-		c.Producers, c.Consumers, c.Duration, c.KillEvery, c.Size, c.Capacity, c.RecoveryTimeout, redeliver, c.Seed)
+	respawn := "at once"
+	if c.RespawnDelay > 0 {
+		respawn = "after " + c.RespawnDelay.String()
+	}
+	fmt.Fprintf(w, "chaos:      %d producers, %d consumers, %v, a kill every %v on average (+-50%%), replaced %s, %d-byte messages, capacity %d, recovery timeout %v, redelivery %s, seed %d\n",
+		c.Producers, c.Consumers, c.Duration, c.KillEvery, respawn, c.Size, c.Capacity, c.RecoveryTimeout, redeliver, c.Seed)
 	if r.Path != "" {
 		state := "removed"
 		if !r.Removed {
@@ -221,8 +225,12 @@ func (r *ChaosReport) WriteText(w io.Writer) {
 			q.RecoveredWrites, q.RecoveredReads, q.Redelivered, q.SkippedSlots, q.ParticipantsReclaimed, r.DeadClaimsAtEnd)
 	}
 	if r.Started > 0 {
-		fmt.Fprintf(w, "stalls:     worst %s; %d longer than the recovery timeout; bound %v (recovery timeout + %v)\n",
-			r.WorstStall, r.LongStalls, time.Duration(r.StallBoundSeconds*1e9), stallMargin)
+		why := fmt.Sprintf("recovery timeout + %v", stallMargin)
+		if c.RespawnDelay > 0 {
+			why = fmt.Sprintf("recovery timeout + respawn delay + %v", stallMargin)
+		}
+		fmt.Fprintf(w, "stalls:     worst %s; %d longer than the recovery timeout; bound %v (%s)\n",
+			r.WorstStall, r.LongStalls, time.Duration(r.StallBoundSeconds*1e9), why)
 		fmt.Fprintf(w, "cpu:        children: user %.2f s + sys %.2f s\n", r.CPU.UserSeconds, r.CPU.SysSeconds)
 		fmt.Fprintf(w, "children:   %s\n", r.childSummary())
 	}

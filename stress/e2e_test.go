@@ -382,8 +382,10 @@ func TestInspectShowsLiveParticipants(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := run(t, nil, "inspect", "-path", path)
-		if strings.Contains(r.stdout, "participants: 1") {
-			if !strings.Contains(r.stdout, fmt.Sprintf("%d", cons.Process.Pid)) || !strings.Contains(r.stdout, "yes") {
+		// A participant is listed as soon as it holds its lock; its pid
+		// is written just after.
+		if strings.Contains(r.stdout, "participants: 1") && strings.Contains(r.stdout, fmt.Sprintf(" %d ", cons.Process.Pid)) {
+			if !strings.Contains(r.stdout, "yes") {
 				t.Fatalf("the consumer is not listed as alive:\n%s", r.stdout)
 			}
 			break

@@ -224,6 +224,7 @@ func chaosCmd(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Capacity, "capacity", defaultCapacity, "queue capacity in messages (power of two)")
 	fs.BoolVar(&cfg.Redeliver, "redeliver", false, "create the queue with Config.Redeliver: a killed consumer's taken message is enqueued again")
 	fs.DurationVar(&cfg.RecoveryTimeout, "recovery-timeout", mpmc.DefaultRecoveryTimeout, "passed to every child's SetRecoveryTimeout: how long a claim may hold others up before its owner's liveness is checked")
+	fs.DurationVar(&cfg.RespawnDelay, "respawn-delay", 0, "start the replacement of a killed child this long after the kill (0: at once); a delay longer than the recovery timeout leaves recovery to the survivors' stall checks instead of the newcomer's sweep in Open")
 	fs.Uint64Var(&cfg.Seed, "seed", defaultSeed, "seed of the message payloads and of the kill schedule")
 	fs.StringVar(&cfg.Path, "path", "", "segment to create (must not exist; default: a unique name under /dev/shm); removed at the end")
 	fs.DurationVar(&cfg.Timeout, "timeout", 0, "kill everything and fail if the run takes longer (0: -duration + 1m30s)")
@@ -248,8 +249,8 @@ func chaosCmd(args []string, stdout, stderr io.Writer) int {
 		return bad("-duration must be positive")
 	case cfg.KillEvery < minKillEvery:
 		return bad("-kill-every %v: at least %v (processes take milliseconds to start)", cfg.KillEvery, minKillEvery)
-	case cfg.RecoveryTimeout < 0 || cfg.Timeout < 0:
-		return bad("-recovery-timeout and -timeout must not be negative")
+	case cfg.RecoveryTimeout < 0 || cfg.Timeout < 0 || cfg.RespawnDelay < 0:
+		return bad("-recovery-timeout, -respawn-delay and -timeout must not be negative")
 	}
 	if err := checkGeometry(cfg.Size, cfg.Capacity); err != nil {
 		return bad("%v", err)
