@@ -41,10 +41,18 @@ bench-lib:
 stress:
 	cd stress && $(GO) build -o bin/stress . && ./bin/stress run
 
-# The stress tester's own checks, then a short run that must end OK (the
-# binary exits 0 only with the OK verdict).
+# The stress tester's own checks, then a short run and a short chaos run
+# that must both end OK (the binary exits 0 only with the OK verdict).
 .PHONY: stress-test
 stress-test:
 	@cd stress && test -z "$$(gofmt -l .)" || { echo "gofmt needed in stress/:"; gofmt -l .; exit 1; }
 	cd stress && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	cd stress && $(GO) build -o bin/stress . && ./bin/stress run -messages 200000 -timeout 2m
+	cd stress && ./bin/stress chaos -duration 10s -kill-every 300ms -timeout 2m
+
+# Chaos: 4 producer and 4 consumer processes for a minute while one of them,
+# at random, is SIGKILLed every half second (on average) and replaced; the
+# queue must never wedge and lose nothing the kills do not explain.
+.PHONY: chaos
+chaos:
+	cd stress && $(GO) build -o bin/stress . && ./bin/stress chaos -duration 60s -kill-every 500ms
