@@ -7,9 +7,11 @@ package main
 //
 // Every child records into a chaoslog (shared memory that survives its
 // SIGKILL): a producer the number of messages whose Enqueue returned nil, a
-// consumer each message it received. The parent drains the consumers' logs
-// every few milliseconds into the verifier, and measures the gaps between
-// deliveries (stalls) as it goes.
+// consumer each message it received and when. The parent drains the
+// consumers' logs every few milliseconds into the verifier and the delivery
+// timeline (chaos_timeline.go), from which the stalls are measured; it also
+// watches for a stall as it goes, to capture the queue's state while the
+// stall lasts.
 
 import (
 	"crypto/rand"
@@ -72,6 +74,11 @@ const (
 	// shutdownGrace is how long the children may take to exit once the
 	// queue is shut down.
 	shutdownGrace = 30 * time.Second
+	// pauseNoted is the shortest pause of the parent between two ticks
+	// that is remembered, to tell a stall of the whole machine (every
+	// process descheduled, as on a VM whose host is busy) from a stall of
+	// the queue.
+	pauseNoted = 20 * time.Millisecond
 	// consumerRing is the number of records in a consumer's log: at a
 	// million messages per second per consumer, half a second of slack for
 	// a parent that is not scheduled.
@@ -138,6 +145,8 @@ type chaosRunner struct {
 	stopped   chan struct{}    // closed when supervise returns
 	nextCons  int
 
+	clk     *monoClock
+	tl      *timeline
 	goTime  time.Time
 	stopAt  time.Time // when the chaos stopped and the queue was shut down
 	kills   []Kill
@@ -146,8 +155,10 @@ type chaosRunner struct {
 
 	delivered    uint64    // records drained
 	seenCount    uint64    // delivered at the last tick
-	lastDelivery time.Time // when the last tick saw new records
-	evidence     bool      // evidence was taken for the current stall
+	lastDelivery time.Time // when a tick last saw new records
+	lastTick     time.Time
+	pauses       []gap // the parent's own pauses between ticks, over pauseNoted
+	evidence     bool  // evidence was taken for the current stall
 	wedged       bool
 
 	interrupted      os.Signal
@@ -169,6 +180,7 @@ func runChaos(cfg chaosConfig) *ChaosReport {
 		exits:   make(chan *child, 1024),
 		slow:    make(chan *chaosChild, 1),
 		respawn: make(chan string),
+		clk:     newMonoClock(),
 		stopped: make(chan struct{}),
 		bound:   cfg.RecoveryTimeout + cfg.RespawnDelay + stallMargin,
 	}
@@ -315,7 +327,8 @@ func (r *chaosRunner) spawn() error {
 		return err
 	}
 	r.goTime = time.Now()
-	r.lastDelivery = r.goTime
+	r.tl = newTimeline(r.clk.Now(), r.cfg.Duration+time.Second)
+	r.lastDelivery, r.lastTick = r.goTime, r.goTime
 	for _, c := range r.all {
 		if c.signalGo() == nil {
 			c.running.Store(true)
@@ -397,7 +410,6 @@ func (r *chaosRunner) stopChaos() {
 	}
 	r.stopAt = time.Now()
 	r.drainAll()
-	r.noteGap(r.lastDelivery, r.stopAt)
 	r.killsOn = false
 	r.q.Shutdown()
 }
@@ -466,9 +478,13 @@ func (r *chaosRunner) supervise() {
 		case c := <-r.slow:
 			r.rep.setError("%v was not ready after %v", c.child, readyTimeout)
 			r.abort()
-		case now := <-tick.C:
+		case <-tick.C:
+			// The tick's own time is when it was due, not when the
+			// loop got to it: a busy or descheduled parent shows up
+			// only in the time now.
+			now := time.Now()
 			r.drainAll()
-			r.trackStall(now)
+			r.watch(now)
 		}
 		if r.aborted {
 			return
@@ -563,7 +579,10 @@ func (r *chaosRunner) drain(c *chaosChild) {
 	if c.log == nil || c.role != roleConsumer {
 		return
 	}
-	n, err := c.log.Drain(c.vc.ObserveBatch)
+	n, err := c.log.Drain(func(rs []verify.Record) {
+		c.vc.ObserveBatch(rs)
+		r.tl.mark(rs)
+	})
 	c.records += n
 	r.delivered += n
 	if err != nil {
@@ -581,16 +600,21 @@ func (r *chaosRunner) drainAll() {
 	}
 }
 
-// trackStall measures the time without deliveries, while the chaos runs.
-func (r *chaosRunner) trackStall(now time.Time) {
+// watch looks, at each tick, for a time without deliveries as the parent
+// sees it (at most the real one, plus the parent's own delays): beyond the
+// stall bound it captures the queue's state, and far beyond it declares the
+// queue wedged and stops the run.
+func (r *chaosRunner) watch(now time.Time) {
+	pause := now.Sub(r.lastTick)
+	r.rep.ParentMaxPauseSeconds = max(r.rep.ParentMaxPauseSeconds, pause.Seconds())
+	if pause > pauseNoted && len(r.pauses) < 1000 {
+		r.pauses = append(r.pauses, gap{int(r.lastTick.Sub(r.goTime) / time.Millisecond), int(pause / time.Millisecond)})
+	}
+	r.lastTick = now
 	if r.delivered != r.seenCount {
-		r.rep.LastDeliverySeconds = r.since(now)
 		r.seenCount = r.delivered
-		if r.stopAt.IsZero() {
-			r.noteGap(r.lastDelivery, now)
-			r.lastDelivery = now
-			r.evidence = false
-		}
+		r.lastDelivery = now
+		r.evidence = false
 		return
 	}
 	if !r.stopAt.IsZero() {
@@ -608,23 +632,32 @@ func (r *chaosRunner) trackStall(now time.Time) {
 	}
 }
 
-// noteGap records a time without deliveries, from start to end.
-func (r *chaosRunner) noteGap(start, end time.Time) {
-	d := end.Sub(start)
-	if d > r.cfg.RecoveryTimeout {
-		r.rep.LongStalls++
+// stalls measures the times without deliveries while the chaos ran, from
+// the timeline, and names the kill that preceded each of the longest.
+func (r *chaosRunner) stalls() {
+	end := time.Since(r.goTime)
+	if !r.stopAt.IsZero() {
+		end = r.stopAt.Sub(r.goTime)
 	}
-	w := &r.rep.WorstStall
-	if d.Seconds() <= w.Seconds {
-		return
-	}
-	*w = Stall{Seconds: d.Seconds(), FromSeconds: r.since(start)}
-	// The kill that preceded it: the last one before it began.
-	for i := len(r.kills) - 1; i >= 0; i-- {
-		if k := r.kills[i]; k.AtSeconds <= w.FromSeconds {
-			w.AfterKill = &k
-			break
+	longest, longer := r.tl.gaps(int(end/time.Millisecond), 5, r.cfg.RecoveryTimeout)
+	r.rep.LongStalls = longer
+	for _, g := range longest {
+		st := Stall{Seconds: float64(g.length) / 1e3, FromSeconds: float64(g.from) / 1e3}
+		for _, p := range r.pauses {
+			if o := min(p.from+p.length, g.from+g.length) - max(p.from, g.from); o > 0 {
+				st.ParentPausedSeconds += float64(o) / 1e3
+			}
 		}
+		for i := len(r.kills) - 1; i >= 0; i-- {
+			if k := r.kills[i]; k.AtSeconds <= st.FromSeconds {
+				st.AfterKill = &k
+				break
+			}
+		}
+		r.rep.Stalls = append(r.rep.Stalls, st)
+	}
+	if len(longest) > 0 {
+		r.rep.WorstStall = r.rep.Stalls[0]
 	}
 }
 
@@ -654,6 +687,9 @@ func (r *chaosRunner) collect() {
 		rep.ChaosSeconds = r.since(r.stopAt)
 	}
 	rep.Delivered = r.delivered
+	if r.tl != nil {
+		r.stalls()
+	}
 }
 
 // judge decides the verdict: errors and failures of the run itself first,

@@ -31,6 +31,9 @@ type ChaosReport struct {
 	// LastDeliverySeconds is when the last message was received, after
 	// the go signal.
 	LastDeliverySeconds float64 `json:"last_delivery_seconds"`
+	// ParentMaxPauseSeconds is the longest time between two drains of the
+	// logs by the parent (its own scheduling delays).
+	ParentMaxPauseSeconds float64 `json:"parent_max_pause_seconds"`
 
 	Started         int    `json:"started"` // child processes started in all
 	Kills           []Kill `json:"kills"`
@@ -53,7 +56,11 @@ type ChaosReport struct {
 
 	Queue QueueCounters `json:"queue"`
 
+	// WorstStall is the longest time without any delivery while the chaos
+	// ran, by the consumers' receive times (to the millisecond); Stalls
+	// are the longest few, longest first.
 	WorstStall        Stall   `json:"worst_stall"`
+	Stalls            []Stall `json:"stalls"`
 	StallBoundSeconds float64 `json:"stall_bound_seconds"`
 	// LongStalls counts the times without delivery longer than the
 	// recovery timeout.
@@ -83,14 +90,24 @@ type Stall struct {
 	FromSeconds float64 `json:"from_seconds"` // since the go signal
 	// AfterKill is the last kill before the stall began, if any.
 	AfterKill *Kill `json:"after_kill,omitempty"`
+	// ParentPausedSeconds is how much of the stall the parent itself was
+	// not scheduled (pauses of more than 20 ms between its ticks): when it
+	// is most of the stall, the whole machine stalled, not the queue.
+	ParentPausedSeconds float64 `json:"parent_paused_seconds"`
 }
 
 func (s Stall) String() string {
 	d := ns(int64(s.Seconds * 1e9))
+	var after, paused string
 	if s.AfterKill == nil {
-		return fmt.Sprintf("%s from %.3f s, before any kill", d, s.FromSeconds)
+		after = "before any kill"
+	} else {
+		after = fmt.Sprintf("%.3f s after the kill of %v", s.FromSeconds-s.AfterKill.AtSeconds, *s.AfterKill)
 	}
-	return fmt.Sprintf("%s from %.3f s, %.3f s after the kill of %v", d, s.FromSeconds, s.FromSeconds-s.AfterKill.AtSeconds, *s.AfterKill)
+	if s.ParentPausedSeconds > 0 {
+		paused = fmt.Sprintf(" (the parent was held up for %s of it)", ns(int64(s.ParentPausedSeconds*1e9)))
+	}
+	return fmt.Sprintf("%s from %.3f s, %s%s", d, s.FromSeconds, after, paused)
 }
 
 // Evidence is the state of the queue at one moment.
@@ -231,6 +248,16 @@ func (r *ChaosReport) WriteText(w io.Writer) {
 		}
 		fmt.Fprintf(w, "stalls:     worst %s; %d longer than the recovery timeout; bound %v (%s)\n",
 			r.WorstStall, r.LongStalls, time.Duration(r.StallBoundSeconds*1e9), why)
+		if len(r.Stalls) > 1 {
+			s := make([]string, len(r.Stalls)-1)
+			for i, st := range r.Stalls[1:] {
+				s[i] = fmt.Sprintf("%s at %.3f s", ns(int64(st.Seconds*1e9)), st.FromSeconds)
+				if st.ParentPausedSeconds > 0 {
+					s[i] += fmt.Sprintf(" (parent held up %s)", ns(int64(st.ParentPausedSeconds*1e9)))
+				}
+			}
+			fmt.Fprintf(w, "            next longest: %s; the parent paused up to %s between drains\n", strings.Join(s, ", "), ns(int64(r.ParentMaxPauseSeconds*1e9)))
+		}
 		fmt.Fprintf(w, "cpu:        children: user %.2f s + sys %.2f s\n", r.CPU.UserSeconds, r.CPU.SysSeconds)
 		fmt.Fprintf(w, "children:   %s\n", r.childSummary())
 	}

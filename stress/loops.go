@@ -118,7 +118,7 @@ func consumerLoop(ctx context.Context, q *mpmc.Queue, clk *monoClock, limit uint
 		if derr == nil && size > 0 && n != size {
 			derr = fmt.Errorf("producer %d seq %d: %d bytes, expected %d", h.Producer, h.Seq, n, size)
 		}
-		rec := verify.Record{Producer: h.Producer, Seq: h.Seq}
+		rec := verify.Record{Producer: h.Producer, Seq: h.Seq, At: now}
 		if derr != nil || h.Producer > verify.MaxProducer {
 			rec.Corrupt = true
 			st.Corrupt++

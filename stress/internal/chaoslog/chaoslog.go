@@ -30,7 +30,8 @@
 //	64   count     uint64  acknowledged messages (producer), records written (consumer)
 //	128  consumed  uint64  records the parent has taken (consumer)
 //	192  waits     uint64  times the consumer found its ring full
-//	256  records   ring x 16 bytes: producer uint32, flags uint32, seq uint64
+//	256  records   ring x 24 bytes: producer uint32, flags uint32, seq uint64,
+//	               receive time int64 (CLOCK_MONOTONIC nanoseconds)
 package chaoslog
 
 import (
@@ -66,7 +67,7 @@ const (
 	// HeaderSize is the size of the header, where the records begin.
 	HeaderSize = 256
 	// RecordSize is the size of one record of a consumer's ring.
-	RecordSize = 16
+	RecordSize = 24
 
 	flagCorrupt = 1
 
@@ -221,6 +222,7 @@ func (l *Log) Append(r verify.Record) {
 	binary.LittleEndian.PutUint32(b[0:], r.Producer)
 	binary.LittleEndian.PutUint32(b[4:], flags)
 	binary.LittleEndian.PutUint64(b[8:], r.Seq)
+	binary.LittleEndian.PutUint64(b[16:], uint64(r.At))
 	l.next++
 	l.count.Store(l.next) // publishes the record
 }
@@ -255,6 +257,7 @@ func (l *Log) Drain(fn func([]verify.Record)) (uint64, error) {
 				Producer: binary.LittleEndian.Uint32(b[0:]),
 				Corrupt:  binary.LittleEndian.Uint32(b[4:])&flagCorrupt != 0,
 				Seq:      binary.LittleEndian.Uint64(b[8:]),
+				At:       int64(binary.LittleEndian.Uint64(b[16:])),
 			})
 		}
 		fn(l.buf)

@@ -39,7 +39,7 @@ func child(v string) int {
 		if kind == Producer {
 			l.Ack(uint64(i + 1))
 		} else {
-			l.Append(verify.Record{Producer: uint32(i % 7), Seq: uint64(i), Corrupt: i == 3})
+			l.Append(verify.Record{Producer: uint32(i % 7), Seq: uint64(i), Corrupt: i == 3, At: int64(i) << 40})
 		}
 	}
 	// Die without any chance to flush or unmap.
@@ -75,7 +75,7 @@ func TestSurvivesSIGKILL(t *testing.T) {
 				t.Fatalf("drained %d, %v", n, err)
 			}
 			for i, r := range got {
-				if r != (verify.Record{Producer: uint32(i % 7), Seq: uint64(i), Corrupt: i == 3}) {
+				if r != (verify.Record{Producer: uint32(i % 7), Seq: uint64(i), Corrupt: i == 3, At: int64(i) << 40}) {
 					t.Fatalf("record %d: %+v", i, r)
 				}
 			}

@@ -25,6 +25,10 @@ type Record struct {
 	Producer uint32
 	Seq      uint64
 	Corrupt  bool
+	// At is when the consumer received the message, in CLOCK_MONOTONIC
+	// nanoseconds. The record stream (Writer, ReadRecords) does not carry
+	// it; a chaos run's logs do.
+	At int64
 }
 
 // ErrTruncated is returned by ReadRecords when the stream ends inside a

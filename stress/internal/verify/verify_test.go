@@ -101,7 +101,7 @@ func TestDuplicateAcrossConsumers(t *testing.T) {
 }
 
 func TestDuplicateInARow(t *testing.T) {
-	recs := []Record{{0, 0, false}, {0, 1, false}, {0, 1, false}, {0, 2, false}}
+	recs := []Record{{0, 0, false, 0}, {0, 1, false, 0}, {0, 1, false, 0}, {0, 2, false, 0}}
 	res := run(exact(3), Allowance{}, recs)
 	if res.OK() || res.Duplicated.Count != 1 || res.Reordered.Count != 1 {
 		t.Fatalf("repeat not detected: %+v", res)
@@ -109,7 +109,7 @@ func TestDuplicateInARow(t *testing.T) {
 }
 
 func TestReordering(t *testing.T) {
-	recs := []Record{{0, 0, false}, {1, 0, false}, {0, 2, false}, {0, 1, false}, {1, 1, false}}
+	recs := []Record{{0, 0, false, 0}, {1, 0, false, 0}, {0, 2, false, 0}, {0, 1, false, 0}, {1, 1, false, 0}}
 	res := run(exact(3, 2), Allowance{}, recs)
 	if res.OK() || res.Reordered.Count != 1 || res.Lost.Count != 0 || res.Duplicated.Count != 0 {
 		t.Fatalf("reordering not detected: %+v", res)
@@ -119,7 +119,7 @@ func TestReordering(t *testing.T) {
 		t.Fatalf("example = %+v", e)
 	}
 	// Interleaving between consumers is not a reordering.
-	res = run(exact(4), Allowance{}, []Record{{0, 0, false}, {0, 3, false}}, []Record{{0, 1, false}, {0, 2, false}})
+	res = run(exact(4), Allowance{}, []Record{{0, 0, false, 0}, {0, 3, false, 0}}, []Record{{0, 1, false, 0}, {0, 2, false, 0}})
 	if !res.OK() {
 		t.Fatalf("interleaving across consumers failed: %s", res.Problems())
 	}
@@ -139,7 +139,7 @@ func TestBadChecksum(t *testing.T) {
 }
 
 func TestUnknown(t *testing.T) {
-	res := run(exact(5), Allowance{}, []Record{{0, 0, false}, {0, 1, false}, {0, 2, false}, {0, 3, false}, {0, 4, false}, {0, 5, false}, {9, 0, false}})
+	res := run(exact(5), Allowance{}, []Record{{0, 0, false, 0}, {0, 1, false, 0}, {0, 2, false, 0}, {0, 3, false, 0}, {0, 4, false, 0}, {0, 5, false, 0}, {9, 0, false, 0}})
 	if res.OK() || res.Unknown.Count != 2 {
 		t.Fatalf("unknown messages not detected: %+v", res)
 	}
@@ -147,14 +147,14 @@ func TestUnknown(t *testing.T) {
 
 func TestInexactProducer(t *testing.T) {
 	ps := []Producer{{Exact: false}}
-	res := run(ps, Allowance{}, []Record{{0, 0, false}, {0, 1, false}, {0, 3, false}})
+	res := run(ps, Allowance{}, []Record{{0, 0, false, 0}, {0, 1, false, 0}, {0, 3, false, 0}})
 	if res.OK() || res.Lost.Count != 1 || res.Lost.Examples[0].Seq != 2 || res.Unknown.Count != 0 {
 		t.Fatalf("inexact producer: %+v", res)
 	}
 }
 
 func TestRecordsRoundTrip(t *testing.T) {
-	in := []Record{{0, 0, false}, {MaxProducer, 1<<64 - 1, true}, {5, 77, false}}
+	in := []Record{{0, 0, false, 0}, {MaxProducer, 1<<64 - 1, true, 0}, {5, 77, false, 0}}
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
 	for _, r := range in {
