@@ -147,6 +147,8 @@ type chaosRunner struct {
 
 	clk     *monoClock
 	tl      *timeline
+	goNs    int64 // CLOCK_MONOTONIC of the go signal
+	lastAt  int64 // CLOCK_MONOTONIC of the last message received
 	goTime  time.Time
 	stopAt  time.Time // when the chaos stopped and the queue was shut down
 	kills   []Kill
@@ -327,7 +329,8 @@ func (r *chaosRunner) spawn() error {
 		return err
 	}
 	r.goTime = time.Now()
-	r.tl = newTimeline(r.clk.Now(), r.cfg.Duration+time.Second)
+	r.goNs = r.clk.Now()
+	r.tl = newTimeline(r.goNs, r.cfg.Duration+time.Second)
 	r.lastDelivery, r.lastTick = r.goTime, r.goTime
 	for _, c := range r.all {
 		if c.signalGo() == nil {
@@ -582,6 +585,9 @@ func (r *chaosRunner) drain(c *chaosChild) {
 	n, err := c.log.Drain(func(rs []verify.Record) {
 		c.vc.ObserveBatch(rs)
 		r.tl.mark(rs)
+		for _, rec := range rs {
+			r.lastAt = max(r.lastAt, rec.At)
+		}
 	})
 	c.records += n
 	r.delivered += n
@@ -687,6 +693,9 @@ func (r *chaosRunner) collect() {
 		rep.ChaosSeconds = r.since(r.stopAt)
 	}
 	rep.Delivered = r.delivered
+	if r.lastAt > r.goNs {
+		rep.LastDeliverySeconds = float64(r.lastAt-r.goNs) / 1e9
+	}
 	if r.tl != nil {
 		r.stalls()
 	}

@@ -55,7 +55,7 @@ func TestChaosRedeliverJSON(t *testing.T) {
 	if r.code != 0 || rep.ExitCode != 0 || !okChaos.MatchString(rep.Verdict) {
 		t.Fatalf("verdict %q, exit %d\n%v", rep.Verdict, r.code, r)
 	}
-	if !rep.Config.Redeliver || len(rep.Kills) == 0 || rep.Delivered == 0 || rep.Verified == nil || !rep.Removed {
+	if !rep.Config.Redeliver || len(rep.Kills) == 0 || rep.Delivered == 0 || rep.MessagesPerSecond <= 0 || rep.Verified == nil || !rep.Removed {
 		t.Fatalf("report: %+v", rep)
 	}
 	if rep.Duplicates.Bound != rep.Queue.Redelivered || rep.Duplicates.Seen > rep.Duplicates.Bound {
