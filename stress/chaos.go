@@ -114,6 +114,7 @@ type Kill struct {
 	Running bool `json:"running"`
 }
 
+// String names the victim and when it was killed.
 func (k Kill) String() string {
 	return fmt.Sprintf("%s %d (pid %d) at %.3f s", k.Role, k.ID, k.Pid, k.AtSeconds)
 }

@@ -102,6 +102,18 @@ func TestChaosChildFails(t *testing.T) {
 	gone(t, path)
 }
 
+func TestChaosTimeout(t *testing.T) {
+	// A run that overruns -timeout FAILs with the queue's state, and
+	// leaves nothing behind either.
+	path := shmPath(t, "chaos-timeout")
+	r := run(t, nil, "chaos", "-duration", "1m", "-timeout", "2s", "-producers", "2", "-consumers", "2", "-path", path)
+	expect(t, r, 1, "FAIL: the run did not finish within -timeout 2s: queue len ")
+	if !strings.Contains(r.stdout, "evidence:   at the timeout") || !strings.Contains(r.stdout, "participants: 5") {
+		t.Fatalf("the report lacks the queue's state at the timeout:\n%v", r)
+	}
+	gone(t, path)
+}
+
 func TestChaosBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"chaos", "-duration", "0"},

@@ -96,6 +96,7 @@ type Stall struct {
 	ParentPausedSeconds float64 `json:"parent_paused_seconds"`
 }
 
+// String describes the stall, the kill before it and the parent's pauses.
 func (s Stall) String() string {
 	d := ns(int64(s.Seconds * 1e9))
 	var after, paused string
