@@ -3,6 +3,7 @@ package mpmc
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +19,8 @@ import (
 // segments that no process uses, and the temporary files of creators that
 // died before finishing a segment, and returns the paths it removed. Files
 // that are not queue segments are left alone, and so is every segment with a
-// live participant.
+// live participant. A file it cannot judge or remove is reported in the
+// returned error (one per file, joined), and the others are still cleaned.
 //
 // A segment is judged unused, and removed, while Clean holds the locks of
 // every entry of its participants table, so no process can join it in
@@ -29,6 +31,7 @@ func Clean(dir string) ([]string, error) {
 		return nil, fmt.Errorf("mpmc: clean %s: %w", dir, err)
 	}
 	var removed []string
+	var errs []error
 	for _, e := range entries {
 		if !e.Type().IsRegular() {
 			continue
@@ -36,14 +39,16 @@ func Clean(dir string) ([]string, error) {
 		p := filepath.Join(dir, e.Name())
 		ok, err := removeIfUnused(p, strings.HasPrefix(e.Name(), tempPrefix))
 		if err != nil {
-			return removed, fmt.Errorf("mpmc: clean %s: %w", p, err)
+			// Say so, and go on with the others.
+			errs = append(errs, fmt.Errorf("mpmc: clean %s: %w", p, err))
+			continue
 		}
 		if ok {
 			removed = append(removed, p)
 		}
 	}
 	sort.Strings(removed)
-	return removed, nil
+	return removed, errors.Join(errs...)
 }
 
 // tempGrace is how old a creator's temporary file must be before Clean

@@ -107,6 +107,10 @@ const (
 	numCounters
 )
 
+// The layout's sizes (up to 2^40 bytes) and the uintptr arithmetic on them
+// need a 64-bit address space: this fails to compile elsewhere.
+var _ [unsafe.Sizeof(uintptr(0)) - 8]byte
+
 // geometry is everything derived from a Config; it is computed once and then
 // compared field by field against what a segment's header says.
 type geometry struct {
@@ -301,7 +305,8 @@ func openSegment(path string) (*segment, error) {
 		var ready uint32
 		if size >= int64(len(hdr)) {
 			if _, err := f.ReadAt(hdr[:], 0); err != nil {
-				return fail(fmt.Errorf("read header: %w", err))
+				// Shrunk since the stat: not a segment we can use.
+				return fail(fmt.Errorf("%w: read header: %v", ErrBadSegment, err))
 			}
 			magic = binary.NativeEndian.Uint64(hdr[offMagic:])
 			ready = binary.NativeEndian.Uint32(hdr[offReady:])

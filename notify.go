@@ -103,7 +103,11 @@ func (w *waitSide) init(q *Queue, off uintptr, sleeps, wakes int, producers bool
 
 // wake is called after every change that may let the other side go on. It
 // makes a system call only when some participant is recorded as sleeping.
+// The publish before it must be visible before the bitmap is read (the
+// other half of the sleeper's announce-then-retry): after a release store
+// that takes a fence.
 func (w *waitSide) wake() {
+	fence()
 	if w.waiters[0].Load()|w.waiters[1].Load() == 0 {
 		return
 	}

@@ -30,6 +30,7 @@ package mpmc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -73,8 +74,12 @@ func (q *Queue) join(index int) error {
 	i := index
 	if i < 0 {
 		for i = 0; i < maxParticipants; i++ {
-			if lockParticipant(f, i) == nil {
+			err := lockParticipant(f, i)
+			if err == nil {
 				break
+			}
+			if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
+				return fmt.Errorf("lock participant entry %d: %w", i, err)
 			}
 		}
 		if i == maxParticipants {

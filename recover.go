@@ -28,9 +28,14 @@ package mpmc
 //     dropped (counted in RecoveredReads) unless the queue was created with
 //     Config.Redeliver: then the recoverer first takes the claim over as its
 //     own, copies the message out, releases the slot and enqueues the
-//     message again, marked so that it is redelivered at most once.
+//     message again, marked so that it is redelivered at most once. If the
+//     queue stays full for redeliverWait, or the recoverer dies too, the
+//     message is dropped after all.
+//   - (seq, skipped) behind the consumers' head -> released for the next
+//     lap: a consumer died while passing it over.
 
 import (
+	"runtime"
 	"sync"
 	"time"
 )
@@ -57,7 +62,7 @@ func (q *Queue) heldUpBy(producers bool) (*slot, uint64, bool) {
 		sl := q.seg.slot(pos)
 		c := sl.ctl.Load()
 		st := ctlState(c)
-		return sl, c, seqDiff(c, pos) < 0 && (st == stateWriting || st == stateReading)
+		return sl, c, seqDiff(c, pos) < 0 && (st == stateWriting || st == stateReading || st == stateSkipped)
 	}
 	pos := q.dequeuePos.Load()
 	sl := q.seg.slot(pos)
@@ -90,12 +95,20 @@ func (q *Queue) checkStall(producers bool) bool {
 	}
 	st.since = now // alive owners are checked again one timeout later
 	st.mu.Unlock()
-	return q.recoverClaim(sl, c, nil)
+	ok, msg := q.recoverClaim(sl, c, nil)
+	if msg != nil {
+		q.enqueueAgain(msg)
+	}
+	return ok
 }
 
 // ownerAlive reports whether the participant named by a claim is alive.
-// Liveness comes from the kernel lock of its entry; alive caches answers
-// for a sweep. A claim naming no valid participant has no live owner.
+// Liveness comes from the kernel lock of its entry. alive caches answers for
+// a sweep, but only "alive": a dead participant's entry may be taken by a new
+// one at any moment, whose claims must not be judged by the old answer.
+// (Judging a claim loaded before the check is safe: a new holder's claims
+// are different words.) A claim naming no valid participant has no live
+// owner.
 func (q *Queue) ownerAlive(owner uint64, alive map[uint64]bool) bool {
 	if owner == 0 || owner > maxParticipants {
 		return false
@@ -110,23 +123,40 @@ func (q *Queue) ownerAlive(owner uint64, alive map[uint64]bool) bool {
 	if err != nil {
 		a = true // cannot tell: never take over what may be alive
 	}
-	if alive != nil {
-		alive[owner] = a
+	if alive != nil && a {
+		alive[owner] = true
 	}
 	return a
 }
 
-// recoverClaim takes over the claim c of slot sl if its owner is dead, and
-// reports whether it changed the slot.
-func (q *Queue) recoverClaim(sl *slot, c uint64, alive map[uint64]bool) bool {
+// recoverClaim takes over the claim c of slot sl if its owner is dead, or
+// passes over a skipped slot left behind the consumers' head (by a consumer
+// that died half-way through passing it). It reports whether it changed the
+// slot and, under Config.Redeliver, returns the message of a dead consumer to
+// be enqueued again (see enqueueAgain), nil otherwise.
+func (q *Queue) recoverClaim(sl *slot, c uint64, alive map[uint64]bool) (bool, []byte) {
 	state := ctlState(c)
+	seq := ctlSeq(c)
+	if state == stateSkipped {
+		// Consumers pass (p, skipped) by moving the head first, then the
+		// slot; one that died in between leaves it behind the head,
+		// where only producers a lap later meet it.
+		if seqDiff(c, q.dequeuePos.Load()) >= 0 {
+			return false, nil // at or ahead of the head: consumers will pass it
+		}
+		if !sl.ctl.CompareAndSwap(c, packCtl(seq+q.seg.capacity, stateFree, 0)) {
+			return false, nil
+		}
+		q.counter(ctrSkipped).Add(1)
+		q.notFull.wake()
+		return true, nil
+	}
 	if state != stateWriting && state != stateReading {
-		return false
+		return false, nil
 	}
 	if q.ownerAlive(ctlOwner(c), alive) {
-		return false
+		return false, nil
 	}
-	seq := ctlSeq(c)
 	// The claimant may have died before moving its side's position past
 	// the claim; move it now, before the slot moves on (invariant 6).
 	pos := q.dequeuePos
@@ -138,51 +168,56 @@ func (q *Queue) recoverClaim(sl *slot, c uint64, alive map[uint64]bool) bool {
 	}
 	if state == stateWriting {
 		if !sl.ctl.CompareAndSwap(c, packCtl(seq, stateSkipped, 0)) {
-			return false // someone else recovered it, or it moved on
+			return false, nil // someone else recovered it, or it moved on
 		}
 		q.counter(ctrRecoveredWrites).Add(1)
 		q.notEmpty.wake()
-		return true
+		return true, nil
 	}
 	if !q.redeliver {
 		if !sl.ctl.CompareAndSwap(c, packCtl(seq+q.seg.capacity, stateFree, 0)) {
-			return false
+			return false, nil
 		}
 		q.counter(ctrRecoveredReads).Add(1)
 		q.notFull.wake()
-		return true
+		return true, nil
 	}
 	// Redelivery: make the claim ours first, so the message cannot change
-	// while it is copied, then free the slot and enqueue the copy.
+	// while it is copied, then free the slot. The caller enqueues the copy.
 	mine := packCtl(seq, stateReading, q.owner)
 	if !sl.ctl.CompareAndSwap(c, mine) {
-		return false
+		return false, nil
 	}
-	n := min(uint64(sl.length), q.seg.slotSize)
-	msg := append([]byte(nil), q.seg.payload(sl)[:n]...)
-	again := sl.flags&flagRedelivered == 0 && uint64(sl.length) <= q.seg.slotSize
+	var msg []byte
+	if n := uint64(sl.length); n <= q.seg.slotSize && sl.flags&flagRedelivered == 0 {
+		msg = append(make([]byte, 0, n), q.seg.payload(sl)[:n]...)
+	}
 	sl.ctl.CompareAndSwap(mine, packCtl(seq+q.seg.capacity, stateFree, 0))
 	q.counter(ctrRecoveredReads).Add(1)
 	q.notFull.wake()
-	if again && q.redeliverCopy(msg) {
-		q.counter(ctrRedelivered).Add(1)
-	}
-	return true
+	return true, msg
 }
 
-// redeliverCopy enqueues a recovered message, retrying for up to one
-// recovery timeout if the queue is full. It reports whether it succeeded.
-func (q *Queue) redeliverCopy(msg []byte) bool {
-	deadline := time.Now().Add(time.Duration(q.recoveryTimeout.Load()))
+// redeliverWait bounds how long recovery tries to enqueue a dead consumer's
+// message again while the queue is full.
+const redeliverWait = 10 * time.Millisecond
+
+// enqueueAgain enqueues a recovered message again, marked so that it is not
+// redelivered a second time, retrying for up to redeliverWait while the
+// queue is full. A message it cannot place is dropped (counted in
+// RecoveredReads but not Redelivered).
+func (q *Queue) enqueueAgain(msg []byte) {
+	deadline := time.Now().Add(redeliverWait)
 	for {
 		err := q.enqueue(msg, flagRedelivered)
 		if err == nil {
-			return true
+			q.counter(ctrRedelivered).Add(1)
+			return
 		}
 		if err != ErrFull || time.Now().After(deadline) {
-			return false
+			return
 		}
-		time.Sleep(time.Millisecond)
+		runtime.Gosched()
 	}
 }
 
@@ -190,11 +225,18 @@ func (q *Queue) redeliverCopy(msg []byte) bool {
 // participants. Open runs it, so a segment whose processes all died works
 // again as soon as it is opened. Claims naming this handle's own entry are
 // stale here (the handle has made none yet): they belong to the dead
-// process whose entry join just took over.
+// process whose entry join just took over. Messages to redeliver are
+// enqueued after the sweep, when every slot it freed is free.
 func (q *Queue) recoverAll() {
 	alive := map[uint64]bool{q.owner: false}
+	var again [][]byte
 	for i := range q.seg.capacity {
 		sl := q.seg.slot(i)
-		q.recoverClaim(sl, sl.ctl.Load(), alive)
+		if _, msg := q.recoverClaim(sl, sl.ctl.Load(), alive); msg != nil {
+			again = append(again, msg)
+		}
+	}
+	for _, msg := range again {
+		q.enqueueAgain(msg)
 	}
 }

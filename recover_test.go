@@ -376,3 +376,94 @@ func TestSpinOnlyRecovers(t *testing.T) {
 	assert.Equal(t, "after", dequeueString(t, cons))
 	assert.Equal(t, uint64(1), cons.Stats().RecoveredWrites)
 }
+
+func TestSkippedBehindHeadIsRecovered(t *testing.T) {
+	// A consumer died between moving the head past a skipped slot and
+	// freeing it: the slot sits behind the head, where producers meet it
+	// a lap later. The producers' stall check frees it, and so does Open.
+	for _, via := range []string{"stall", "open"} {
+		t.Run(via, func(t *testing.T) {
+			q, p := newTestQueue(t, 4, 8)
+			q.SetRecoveryTimeout(10 * time.Millisecond)
+			// Slot 0 skipped for position 0, head already at 1.
+			q.seg.slot(0).ctl.Store(packCtl(0, stateSkipped, 0))
+			q.enqueuePos.Store(1)
+			q.dequeuePos.Store(1)
+			for i := range 3 {
+				require.NoError(t, q.TryEnqueue([]byte{byte(i)}))
+			}
+			if via == "open" {
+				q2 := openTestQueue(t, p)
+				assert.Equal(t, uint64(1), q2.Stats().SkippedSlots)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, q.Enqueue(ctx, []byte{3}), "position 4 (slot 0) is usable again")
+			for i := range 4 {
+				assert.Equal(t, string([]byte{byte(i)}), dequeueString(t, q))
+			}
+			assert.Equal(t, uint64(1), q.Stats().SkippedSlots)
+		})
+	}
+}
+
+func TestSweepDoesNotReuseDeadVerdicts(t *testing.T) {
+	// Open's sweep must not judge a claim by an earlier "dead" verdict
+	// on the same entry: the entry may have been taken by a live process
+	// since. Here a live handle holds entry 1; a claim naming entry 1 that
+	// the sweep meets must be left alone, even if an earlier claim of the
+	// same entry was judged dead.
+	q, p := newTestQueue(t, 8, 8)
+	live := openTestQueue(t, p) // entry 1
+	require.Equal(t, uint64(2), live.owner)
+	q.seg.slot(0).ctl.Store(packCtl(0, stateWriting, live.owner))
+	alive := map[uint64]bool{q.owner: false}
+	ok, _ := q.recoverClaim(q.seg.slot(0), q.seg.slot(0).ctl.Load(), alive)
+	assert.False(t, ok, "a live owner's claim is not recovered")
+	assert.Equal(t, true, alive[live.owner])
+	// A cached verdict is only ever "alive".
+	for owner, a := range alive {
+		if owner != q.owner {
+			assert.True(t, a)
+		}
+	}
+}
+
+func TestRedeliverAfterSweep(t *testing.T) {
+	// A dead consumer held two messages of a full queue, in slots 3 and 0
+	// (positions 3 and 4). Open's sweep meets slot 0 first, but enqueueing
+	// its message again needs slot 3, freed later in the sweep: so the
+	// sweep frees every slot before enqueueing any message again, and both
+	// are redelivered.
+	p := segPath(t)
+	q, err := Create(p, Config{Capacity: 4, SlotSize: 8, Redeliver: true})
+	require.NoError(t, err)
+	for _, m := range []string{"a", "b", "c", "d"} {
+		require.NoError(t, q.TryEnqueue([]byte(m)))
+	}
+	for _, m := range []string{"a", "b", "c"} {
+		assert.Equal(t, m, dequeueString(t, q))
+	}
+	for _, m := range []string{"e", "f", "g"} {
+		require.NoError(t, q.TryEnqueue([]byte(m)))
+	}
+	// Positions 3 ("d", slot 3) and 4 ("e", slot 0) taken by a consumer
+	// that died: its claims name entry 127, which nobody holds.
+	dead := uint64(maxParticipants)
+	q.seg.slot(3).ctl.Store(packCtl(3, stateReading, dead))
+	q.seg.slot(4).ctl.Store(packCtl(4, stateReading, dead))
+	q.dequeuePos.Store(5)
+	require.NoError(t, q.Close())
+
+	start := time.Now()
+	q2 := openTestQueue(t, p)
+	assert.Less(t, time.Since(start), 100*time.Millisecond, "no waiting for room")
+	st := q2.Stats()
+	assert.Equal(t, uint64(2), st.RecoveredReads)
+	assert.Equal(t, uint64(2), st.Redelivered)
+	var got []string
+	for range 4 {
+		got = append(got, dequeueString(t, q2))
+	}
+	assert.ElementsMatch(t, []string{"d", "e", "f", "g"}, got)
+}
