@@ -77,8 +77,13 @@ type Config struct {
 	// taken when its process died, before Dequeue returned it. By default
 	// the message is dropped (and counted in Stats.RecoveredReads): every
 	// message is delivered at most once. With Redeliver, recovery enqueues
-	// it again, once: a message whose consumer died is delivered at least
-	// once, possibly twice, and possibly out of its producer's order.
+	// it again, once: a message whose consumer died is then delivered
+	// possibly twice, and possibly out of its producer's order. This is
+	// best effort, not a promise of at-least-once: the message is still
+	// dropped (counted in RecoveredReads but not in Redelivered) if the
+	// queue stays full for 10ms after recovery freed the slot, if Shutdown
+	// came first, if the recovering process dies too, or if it had been
+	// redelivered once already.
 	Redeliver bool
 }
 
