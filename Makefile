@@ -11,6 +11,7 @@ test: vet
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz-smoke
 	$(MAKE) stress-test
+	$(MAKE) bench-test
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -30,6 +31,12 @@ fuzz-smoke:
 # across processes, one run; writes bench/RESULTS.md, results.json, charts.
 bench:
 	cd bench && $(GO) run -mod=mod . -out .
+
+# The benchmark harness's own checks: vet, and its quick mode end to end
+# (the structure of its output; never a timing assertion).
+.PHONY: bench-test
+bench-test:
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # The library's own testing.B benchmarks.
 .PHONY: bench-lib
