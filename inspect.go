@@ -35,6 +35,9 @@ type Participant struct {
 	// Alive is true while the entry's kernel lock is held: false means the
 	// process that took it has died without leaving.
 	Alive bool
+	// Joining is true for an entry whose lock is held but whose fields are
+	// not written yet: a process in the middle of Open.
+	Joining bool
 	// Claims counts the slots this participant holds claimed (writing or
 	// reading) right now.
 	Claims int
@@ -99,6 +102,7 @@ func Inspect(path string) (Info, error) {
 			Joined:     time.Unix(0, int64(seg.u64(off+entryJoinedNano).Load())),
 			Generation: seg.u64(off + entryGeneration).Load(),
 			Alive:      alive,
+			Joining:    alive && state != entryActive,
 			Claims:     claims[i+1],
 		})
 	}

@@ -77,9 +77,9 @@ type Config struct {
 	// taken when its process died, before Dequeue returned it. By default
 	// the message is dropped (and counted in Stats.RecoveredReads): every
 	// message is delivered at most once. With Redeliver, recovery enqueues
-	// it again, once: a message whose consumer died is then delivered
-	// possibly twice, and possibly out of its producer's order. This is
-	// best effort, not a promise of at-least-once: the message is still
+	// it again, once, for another consumer: its Dequeue never returned, so
+	// this is no duplicate, but it arrives out of its producer's order. This
+	// is best effort, not a promise of at-least-once: the message is still
 	// dropped (counted in RecoveredReads but not in Redelivered) if the
 	// queue stays full for 10ms after recovery freed the slot, if Shutdown
 	// came first, if the recovering process dies too, or if it had been
