@@ -111,17 +111,12 @@ type Queue struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// refs counts calls in flight on this handle; closedBit is set by Close,
-	// which unmaps only once refs has drained to closedBit alone. Written
-	// by every call, it has a cache line (pair) of its own, so that it does
-	// not slow down the reads of the fields above, or of a neighbouring
-	// handle's.
+	// refs counts the calls in flight on this handle: Close unmaps once it
+	// drains. The padding keeps its lines from the fields above and from
+	// a neighbouring handle's.
 	_    [128]byte
-	refs atomic.Int64
-	_    [120]byte
+	refs inflight
 }
-
-const closedBit = 1 << 62
 
 // Create creates a new queue segment at path (for example a file under
 // /dev/shm) with the geometry of cfg, and returns a handle on it. It fails
@@ -212,25 +207,29 @@ func (q *Queue) counter(i int) *atomic.Uint64 {
 	return q.seg.u64(offCounters + uintptr(i)*8)
 }
 
-// acquire marks a call in flight; it fails once Close has begun.
-func (q *Queue) acquire() bool {
-	if q.refs.Add(1)&closedBit != 0 {
-		q.refs.Add(-1)
-		return false
+// acquire counts a call in flight and returns the counter to release; it
+// returns nil once Close has begun. Close stores closing and then reads the
+// counters; acquire adds to a counter and then reads closing: both
+// sequentially consistent, so either Close sees the call, or the call sees
+// Close.
+func (q *Queue) acquire() *atomic.Int64 {
+	ref := q.refs.enter()
+	if q.closing.Load() {
+		ref.Add(-1)
+		return nil
 	}
-	return true
+	return ref
 }
-
-func (q *Queue) release() { q.refs.Add(-1) }
 
 // TryEnqueue copies msg into the queue if a slot is free, without waiting.
 // It returns nil, ErrFull, ErrTooLarge or ErrClosed (after Close of this
 // handle or Shutdown of the queue).
 func (q *Queue) TryEnqueue(msg []byte) error {
-	if !q.acquire() {
+	ref := q.acquire()
+	if ref == nil {
 		return ErrClosed
 	}
-	defer q.release()
+	defer ref.Add(-1)
 	return q.tryEnqueue(msg, true)
 }
 
@@ -256,10 +255,11 @@ func (q *Queue) tryEnqueue(msg []byte, stalls bool) error {
 // buf is shorter than the message (which then stays queued), and ErrClosed
 // after Close of this handle, or after Shutdown once the queue is drained.
 func (q *Queue) TryDequeue(buf []byte) (int, error) {
-	if !q.acquire() {
+	ref := q.acquire()
+	if ref == nil {
 		return 0, ErrClosed
 	}
-	defer q.release()
+	defer ref.Add(-1)
 	return q.tryDequeue(buf, true)
 }
 
@@ -285,10 +285,11 @@ func (q *Queue) tryDequeue(buf []byte, stalls bool) (int, error) {
 // ctx.Err() if ctx is done first, and otherwise what TryEnqueue returns other
 // than ErrFull.
 func (q *Queue) Enqueue(ctx context.Context, msg []byte) error {
-	if !q.acquire() {
+	ref := q.acquire()
+	if ref == nil {
 		return ErrClosed
 	}
-	defer q.release()
+	defer ref.Add(-1)
 	if err := q.tryEnqueue(msg, false); err != ErrFull {
 		return err
 	}
@@ -305,10 +306,11 @@ func (q *Queue) Enqueue(ctx context.Context, msg []byte) error {
 // while the queue is empty. It returns ctx.Err() if ctx is done first, and
 // otherwise what TryDequeue returns other than ErrEmpty.
 func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
-	if !q.acquire() {
+	ref := q.acquire()
+	if ref == nil {
 		return 0, ErrClosed
 	}
-	defer q.release()
+	defer ref.Add(-1)
 	n, err := q.tryDequeue(buf, false)
 	if err != ErrEmpty {
 		return n, err
@@ -331,10 +333,11 @@ func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
 // Shutdown, is delivered before consumers see ErrClosed.
 // Shutdown is idempotent; it does not release this handle (see Close).
 func (q *Queue) Shutdown() error {
-	if !q.acquire() {
+	ref := q.acquire()
+	if ref == nil {
 		return ErrClosed
 	}
-	defer q.release()
+	defer ref.Add(-1)
 	q.shutdown.Store(1)
 	q.notEmpty.kick()
 	q.notFull.kick()
@@ -350,12 +353,11 @@ func (q *Queue) Close() error {
 	err := ErrClosed
 	q.closeOnce.Do(func() {
 		q.closing.Store(true)
-		q.refs.Add(closedBit)
 		// Wake our own sleepers, if any (a futex wake reaches every
 		// process's sleepers; theirs wake spuriously and re-check).
 		q.notEmpty.kickIfSleeping()
 		q.notFull.kickIfSleeping()
-		for d := time.Microsecond; q.refs.Load() != closedBit; d = min(2*d, time.Millisecond) {
+		for d := time.Microsecond; q.refs.total() != 0; d = min(2*d, time.Millisecond) {
 			time.Sleep(d)
 		}
 		q.leave()
@@ -370,10 +372,11 @@ func (q *Queue) Close() error {
 // producer that met Shutdown, or recovered from a dead one). It is a
 // snapshot, exact only while no call is in flight, and costs O(Len).
 func (q *Queue) Len() int {
-	if !q.acquire() {
+	ref := q.acquire()
+	if ref == nil {
 		return 0
 	}
-	defer q.release()
+	defer ref.Add(-1)
 	d := q.dequeuePos.Load()
 	e := q.enqueuePos.Load()
 	n := max(0, min(int64(e-d), int64(q.seg.capacity)))
@@ -430,10 +433,11 @@ type Stats struct {
 
 // Stats returns a snapshot of the queue's counters.
 func (q *Queue) Stats() Stats {
-	if !q.acquire() {
+	ref := q.acquire()
+	if ref == nil {
 		return Stats{}
 	}
-	defer q.release()
+	defer ref.Add(-1)
 	c := func(i int) uint64 { return q.counter(i).Load() }
 	return Stats{
 		Capacity:              q.Cap(),

@@ -206,9 +206,9 @@ func (w *waitSide) sleep(ctx context.Context, try func(stalls bool) error) error
 		// returned and Close may have unmapped the segment: it takes a
 		// reference of its own.
 		stop := context.AfterFunc(ctx, func() {
-			if w.q.acquire() {
+			if ref := w.q.acquire(); ref != nil {
 				w.kick()
-				w.q.release()
+				ref.Add(-1)
 			}
 		})
 		defer stop()
