@@ -9,7 +9,8 @@ package mpmc
 //	bits 12..10  state  free, writing, full, reading or skipped
 //	bits  9..0   owner  participant index + 1 while writing or reading, else 0
 //
-// followed by the payload length (uint32 at +8) and the payload (at +16).
+// followed by the payload length (uint32 at +8), flags (uint32 at +12:
+// flagRedelivered) and the payload (at +16).
 //
 // Positions are 64-bit counters that only grow: enqueuePos is the next
 // position a producer may claim, dequeuePos the next one a consumer may take.
@@ -37,10 +38,12 @@ package mpmc
 //     undone (writing -> skipped, reading -> next lap) without guessing.
 //     Consumers pass over (p, skipped) by moving it to (p+capacity, free).
 //  6. enqueuePos (dequeuePos) moves from p to p+1 only by CAS, and only after
-//     the slot of p has been claimed (taken); any participant that finds p
-//     claimed helps to advance it. So positions never move backwards and
-//     never skip an unclaimed slot, and once s.seq > p the position is past p.
-//
+//     the slot of p has been claimed (taken, or found skipped); any
+//     participant that finds p claimed helps to advance it, and recovery
+//     advances it for a claimant that died before doing so. Each of these
+//     happens before the slot moves on to its next lap. So positions never
+//     move backwards and never skip an unclaimed slot, and once s.seq > p the
+//     position is past p.
 //  7. Shutdown: a producer re-reads the shutdown flag after its claim and,
 //     if set, gives the claim up as skipped instead of publishing. A consumer
 //     reports the queue drained only when it read the flag set before finding
