@@ -10,8 +10,10 @@
 // system call.
 //
 // Messages are byte strings of 0 to SlotSize bytes, copied in and out. Each
-// message is delivered to exactly one consumer, and the messages of one
-// producer reach any one consumer in the order they were enqueued.
+// message whose Enqueue succeeded is delivered to exactly one consumer
+// (unless a consumer process dies while taking it: see Config.Redeliver),
+// and the messages of one producer reach any one consumer in the order they
+// were enqueued.
 //
 // One process creates the segment with Create; others join it with Open.
 // Every handle (every Create or Open) registers as a participant of the
