@@ -14,15 +14,10 @@ package main
 // stall lasts.
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io/fs"
 	mrand "math/rand/v2"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -219,30 +214,10 @@ func (r *chaosRunner) execute() {
 
 // setup creates the segment.
 func (r *chaosRunner) setup() error {
-	r.path = r.cfg.Path
-	if r.path == "" {
-		var b [4]byte
-		rand.Read(b[:])
-		r.path = fmt.Sprintf("/dev/shm/mpmc-stress-chaos-%d-%s", os.Getpid(), hex.EncodeToString(b[:]))
-	} else if _, err := os.Lstat(r.path); err == nil {
-		if _, ierr := mpmc.Inspect(r.path); ierr != nil {
-			return fmt.Errorf("-path %s exists and is not a usable queue (%v); chaos needs a path that does not exist", r.path, ierr)
-		}
-		return fmt.Errorf("-path %s is an existing queue segment; chaos creates a fresh one: remove it or pick another path", r.path)
-	}
-	select {
-	case s := <-r.sigs:
-		return fmt.Errorf("interrupted by %v before the run started", s)
-	default:
-	}
-	q, err := mpmc.Create(r.path, mpmc.Config{Capacity: r.cfg.Capacity, SlotSize: r.cfg.Size, Perm: 0o600, Redeliver: r.cfg.Redeliver})
-	switch {
-	case errors.Is(err, syscall.ENOSPC):
-		return fmt.Errorf("no room in %s for the segment (capacity %d x slot %d bytes): %v", filepath.Dir(r.path), r.cfg.Capacity, r.cfg.Size, err)
-	case errors.Is(err, fs.ErrExist):
-		return fmt.Errorf("-path %s appeared while creating it: %v", r.path, err)
-	case err != nil:
-		return fmt.Errorf("cannot create the queue: %v", err)
+	q, path, err := createFresh("chaos", "mpmc-stress-chaos-", r.cfg.Path, mpmc.Config{Capacity: r.cfg.Capacity, SlotSize: r.cfg.Size, Perm: 0o600, Redeliver: r.cfg.Redeliver}, r.sigs)
+	r.path = path
+	if err != nil {
+		return err
 	}
 	q.SetRecoveryTimeout(r.cfg.RecoveryTimeout)
 	r.q, r.created = q, true
@@ -263,10 +238,9 @@ func (r *chaosRunner) cleanup() {
 		r.q.Close()
 	}
 	if r.created {
-		if err := os.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("could not remove %s: %v", r.path, err))
-		} else {
-			r.rep.Removed = true
+		var note string
+		if r.rep.Removed, note = removeCreated(r.path); note != "" {
+			r.rep.Notes = append(r.rep.Notes, note)
 		}
 	}
 }

@@ -4,14 +4,10 @@ package main
 // processes, let them run, shut the queue down, collect, verify, report.
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -119,30 +115,10 @@ func (r *runner) execute() {
 
 // setup creates the segment and the records directory.
 func (r *runner) setup() error {
-	r.path = r.cfg.Path
-	if r.path == "" {
-		var b [4]byte
-		rand.Read(b[:])
-		r.path = fmt.Sprintf("/dev/shm/mpmc-stress-%d-%s", os.Getpid(), hex.EncodeToString(b[:]))
-	} else if _, err := os.Lstat(r.path); err == nil {
-		if _, ierr := mpmc.Inspect(r.path); ierr != nil {
-			return fmt.Errorf("-path %s exists and is not a usable queue (%v); run needs a path that does not exist", r.path, ierr)
-		}
-		return fmt.Errorf("-path %s is an existing queue segment; run creates a fresh one: remove it or pick another path", r.path)
-	}
-	select {
-	case s := <-r.sigs:
-		return fmt.Errorf("interrupted by %v before the run started", s)
-	default:
-	}
-	q, err := mpmc.Create(r.path, mpmc.Config{Capacity: r.cfg.Capacity, SlotSize: r.cfg.Size, Perm: 0o600})
-	switch {
-	case errors.Is(err, syscall.ENOSPC):
-		return fmt.Errorf("no room in %s for the segment (capacity %d x slot %d bytes): %v", filepath.Dir(r.path), r.cfg.Capacity, r.cfg.Size, err)
-	case errors.Is(err, fs.ErrExist):
-		return fmt.Errorf("-path %s appeared while creating it: %v", r.path, err)
-	case err != nil:
-		return fmt.Errorf("cannot create the queue: %v", err)
+	q, path, err := createFresh("run", "mpmc-stress-", r.cfg.Path, mpmc.Config{Capacity: r.cfg.Capacity, SlotSize: r.cfg.Size, Perm: 0o600}, r.sigs)
+	r.path = path
+	if err != nil {
+		return err
 	}
 	r.q, r.created = q, true
 	r.rep.Path = r.path
@@ -156,10 +132,9 @@ func (r *runner) cleanup() {
 		r.q.Close()
 	}
 	if r.created {
-		if err := os.Remove(r.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("could not remove %s: %v", r.path, err))
-		} else {
-			r.rep.Removed = true
+		var note string
+		if r.rep.Removed, note = removeCreated(r.path); note != "" {
+			r.rep.Notes = append(r.rep.Notes, note)
 		}
 	}
 }
