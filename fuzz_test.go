@@ -68,21 +68,21 @@ func FuzzSlots(f *testing.F) {
 	f.Add([]byte{}, uint64(0), uint64(0))
 	img := make([]byte, 4*64)
 	for i := range uint64(4) {
-		binary.NativeEndian.PutUint64(img[i*64:], packCtl(i, stateFull, 0))
+		binary.NativeEndian.PutUint64(img[i*64:], seqWord(i+1, 0))
 		binary.NativeEndian.PutUint32(img[i*64+8:], uint32(i*5))
 	}
 	f.Add(img, uint64(0), uint64(0))
 	binary.NativeEndian.PutUint32(img[8:], 1<<31)
 	f.Add(img, uint64(0), uint64(2))
-	binary.NativeEndian.PutUint64(img[64:], packCtl(1, stateSkipped, 3))
-	binary.NativeEndian.PutUint64(img[128:], packCtl(2, stateReading, 900))
-	f.Add(img, uint64(1<<51-1), uint64(1))
+	binary.NativeEndian.PutUint64(img[64:], seqWord(2, slotSkipped))
+	binary.NativeEndian.PutUint64(img[128:], seqWord(3, slotTakeover))
+	f.Add(img, uint64(1<<62-1), uint64(1))
 	f.Fuzz(func(t *testing.T, slots []byte, enq, deq uint64) {
 		q, p := newTestQueue(t, 4, 16)
 		defer os.Remove(p)
 		copy(q.seg.mem[headerSize:], slots)
-		q.enqueuePos.Store(enq)
-		q.dequeuePos.Store(deq)
+		q.ring.pos[producers].Store(enq)
+		q.ring.pos[consumers].Store(deq)
 		exercise(t, q)
 	})
 }
@@ -108,7 +108,26 @@ func exercise(t *testing.T, q *Queue) {
 			t.Fatalf("Len %d outside [0, %d]", l, q.Cap())
 		}
 	}
-	q.heldUpBy(true)
-	q.heldUpBy(false)
+	bufs, sizes := [][]byte{buf[:1], buf, buf}, make([]int, 3)
+	if n, err := q.TryDequeueBatch(bufs, sizes); n < 0 || n > 3 || (err != nil && !errors.Is(err, ErrEmpty) &&
+		!errors.Is(err, ErrBadSegment) && !errors.Is(err, ErrClosed) && err != io.ErrShortBuffer) {
+		t.Fatalf("TryDequeueBatch: %d, %v", n, err)
+	}
+	if n, err := q.TryEnqueueBatch([][]byte{buf[:1], buf[:2]}); n < 0 || n > 2 || (err != nil &&
+		!errors.Is(err, ErrFull) && !errors.Is(err, ErrBadSegment) && !errors.Is(err, ErrClosed)) {
+		t.Fatalf("TryEnqueueBatch: %d, %v", n, err)
+	}
+	if tk, err := q.TryTake(); err == nil {
+		if len(tk.Bytes()) > q.SlotSize() {
+			t.Fatalf("TryTake: %d bytes", len(tk.Bytes()))
+		}
+		tk.Release()
+	}
+	if r, err := q.TryReserve(); err == nil {
+		r.Commit(min(3, q.SlotSize()))
+	}
+	q.ring.heldUpBy(producers)
+	q.ring.heldUpBy(consumers)
+	q.ring.recoverAll(nil)
 	q.Stats()
 }

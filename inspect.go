@@ -38,8 +38,8 @@ type Participant struct {
 	// Joining is true for an entry whose lock is held but whose fields are
 	// not written yet: a process in the middle of Open.
 	Joining bool
-	// Claims counts the slots this participant holds claimed (writing or
-	// reading) right now.
+	// Claims counts the claims this participant's records name right now
+	// (a batch claim counts once).
 	Claims int
 }
 
@@ -65,24 +65,16 @@ func Inspect(path string) (Info, error) {
 		Created:      time.Unix(0, int64(ne.Uint64(m[offCreatedNano:]))),
 		CreatorPid:   int(ne.Uint64(m[offCreatorPid:])),
 	}
-	// A handle that is never joined: enough for Stats and the bitmaps.
-	q := &Queue{seg: seg, enqueuePos: seg.u64(offEnqueuePos), dequeuePos: seg.u64(offDequeuePos), shutdown: seg.u32(offShutdown)}
-	info.Stats = q.Stats()
+	// A ring that is never joined: enough for Stats, the bitmaps and the
+	// claim records.
+	r := newRing(seg.mem, seg.geometry, seg.flags, func(i int) (bool, error) { return participantAlive(seg.f, i) })
+	info.Stats = r.stats()
 	for i := range maxParticipants {
-		if seg.u64(offNotEmpty+sideWaiters+uintptr(i/64)*8).Load()&(1<<(i%64)) != 0 {
+		if r.sleepers[consumers][i/64].Load()&(1<<(i%64)) != 0 {
 			info.SleepingConsumers = append(info.SleepingConsumers, i)
 		}
-		if seg.u64(offNotFull+sideWaiters+uintptr(i/64)*8).Load()&(1<<(i%64)) != 0 {
+		if r.sleepers[producers][i/64].Load()&(1<<(i%64)) != 0 {
 			info.SleepingProducers = append(info.SleepingProducers, i)
-		}
-	}
-	claims := make([]int, maxParticipants+1)
-	for i := range seg.capacity {
-		c := seg.slot(i).ctl.Load()
-		if s := ctlState(c); s == stateWriting || s == stateReading {
-			if o := ctlOwner(c); o <= maxParticipants {
-				claims[o]++
-			}
 		}
 	}
 	for i := range maxParticipants {
@@ -92,7 +84,7 @@ func Inspect(path string) (Info, error) {
 		if err != nil {
 			return Info{}, fmt.Errorf("mpmc: inspect %s: lock of participant %d: %w", path, i, err)
 		}
-		if state == entryFree && !alive && claims[i+1] == 0 {
+		if state == entryFree && !alive && r.claimsOf(i) == 0 {
 			continue
 		}
 		info.Participants = append(info.Participants, Participant{
@@ -103,7 +95,7 @@ func Inspect(path string) (Info, error) {
 			Generation: seg.u64(off + entryGeneration).Load(),
 			Alive:      alive,
 			Joining:    alive && state != entryActive,
-			Claims:     claims[i+1],
+			Claims:     r.claimsOf(i),
 		})
 	}
 	return info, nil

@@ -1,26 +1,7 @@
 package mpmc
 
-// Segment creation, validation and mapping.
-//
-// The segment is one file. Every offset below is from the start of the file;
-// every multi-byte field is in the creating machine's byte order (checked on
-// Open) and naturally aligned. LAYOUT.md describes the same layout for
-// programs written in other languages.
-//
-//	offset  size  field
-//	0x000   128   identity: magic, version, geometry, creation, ready marker,
-//	              shutdown flag (written once, read on every operation)
-//	0x080   128   enqueuePos  uint64 (next position a producer claims)
-//	0x100   128   dequeuePos  uint64 (next position a consumer takes)
-//	0x180   128   notEmpty: futex uint32, waiter bitmap [2]uint64 (consumers)
-//	0x200   128   notFull:  futex uint32, waiter bitmap [2]uint64 (producers)
-//	0x280   384   counters: rare events (sleeps, wake-ups, recoveries)
-//	0x400   8192  participants: 128 entries of 64 bytes
-//	0x2400  ...   slots: capacity x slotStride bytes
-//
-// The hot words (enqueuePos, dequeuePos, each wait side) sit 128 bytes apart
-// so that neither a cache line nor an adjacent-line prefetch pair is shared
-// between them.
+// Segment creation, validation and mapping: the file and its mapping. The
+// layout is in layout.go, the protocol over it in ring.go.
 
 import (
 	"crypto/rand"
@@ -38,78 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const (
-	segmentMagic    = 0x434D504D514D4853 // "SHMQMPMC" read as a little-endian uint64
-	versionMajor    = 1
-	versionMinor    = 0
-	byteOrderMark   = 0x01020304
-	readyMarker     = 0x59444552 // "REDY"
-	maxParticipants = 128
-	participantSize = 64
-	slotHeaderSize  = 16
-	slotAlign       = 64
-
-	// Identity block.
-	offMagic           = 0x00 // uint64
-	offVersionMajor    = 0x08 // uint16
-	offVersionMinor    = 0x0A // uint16
-	offHeaderSize      = 0x0C // uint32: offset of the first slot
-	offByteOrder       = 0x10 // uint32: byteOrderMark as written by the creator
-	offWordSize        = 0x14 // uint32: 8
-	offCapacity        = 0x18 // uint64
-	offSlotSize        = 0x20 // uint64
-	offSlotStride      = 0x28 // uint64
-	offTotalSize       = 0x30 // uint64: file size
-	offCreatedNano     = 0x38 // int64: unix nanoseconds
-	offCreatorPid      = 0x40 // int64
-	offMaxParticipants = 0x48 // uint32
-	offParticipantSize = 0x4C // uint32
-	offParticipants    = 0x50 // uint64: offset of the participants table
-	offReady           = 0x58 // uint32: readyMarker once the segment is usable
-	offShutdown        = 0x5C // uint32: non-zero once Shutdown was called
-	offFlags           = 0x60 // uint32: segmentRedeliver; unknown bits are ignored
-
-	offEnqueuePos = 0x080
-	offDequeuePos = 0x100
-	offNotEmpty   = 0x180
-	offNotFull    = 0x200
-	offCounters   = 0x280
-
-	// Within a wait side.
-	sideFutex   = 0x00 // uint32, bumped by every wake-up
-	sideWaiters = 0x08 // [2]uint64: bit i set while participant i sleeps
-
-	participantsOffset = 0x400
-	headerSize         = participantsOffset + maxParticipants*participantSize // 0x2400
-
-	// Limits that keep every size computation far from overflow.
-	maxCapacity = 1 << 30
-	maxSlotSize = 1 << 30
-	maxSegment  = 1 << 40
-)
-
 // openInitWait is how long Open waits for a segment that another process is
 // still creating. A variable so that fuzz tests need not wait.
 var openInitWait = 2 * time.Second
-
-// Counters: uint64 each, at offCounters + 8*index. Only rare events are
-// counted in shared memory; nothing here is touched per message.
-const (
-	ctrConsumerSleeps        = iota // a consumer-side sleeper went to sleep on the futex
-	ctrProducerSleeps               // a producer-side sleeper went to sleep on the futex
-	ctrConsumerWakes                // FUTEX_WAKE calls made for sleeping consumers
-	ctrProducerWakes                // FUTEX_WAKE calls made for sleeping producers
-	ctrRecoveredWrites              // dead producers' claims turned into skipped slots
-	ctrRecoveredReads               // dead consumers' taken slots released
-	ctrSkipped                      // skipped slots passed over by consumers
-	ctrParticipantsReclaimed        // participant entries of dead processes reused
-	ctrRedelivered                  // recovered messages of dead consumers enqueued again
-	numCounters
-)
-
-// The layout's sizes (up to 2^40 bytes) and the uintptr arithmetic on them
-// need a 64-bit address space: this fails to compile elsewhere.
-var _ [unsafe.Sizeof(uintptr(0)) - 8]byte
 
 // geometry is everything derived from a Config; it is computed once and then
 // compared field by field against what a segment's header says.
@@ -134,9 +46,6 @@ func newGeometry(capacity, slotSize uint64) (geometry, error) {
 	}
 	return geometry{capacity: capacity, slotSize: slotSize, slotStride: stride, totalSize: headerSize + total}, nil
 }
-
-// Header flags (offFlags).
-const segmentRedeliver = 1 // Config.Redeliver
 
 // segment is one mapping of a queue file.
 type segment struct {
@@ -246,7 +155,7 @@ func createSegment(path string, g geometry, perm os.FileMode, flags uint32) (*se
 	s.flags = flags
 	// Slot i starts its life free for position i (sequence i, state free).
 	for i := uint64(0); i < g.capacity; i++ {
-		s.slot(i).ctl.Store(packCtl(i, stateFree, 0))
+		s.u64(uintptr(headerSize + i*g.slotStride + slotSeq)).Store(seqWord(i, 0))
 	}
 	hook(hookCreateBeforeReady)
 	// Published last: Open treats a segment without it as still being built.
@@ -291,7 +200,7 @@ func openSegment(path string) (*segment, error) {
 		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
 	}
 	deadline := time.Now().Add(openInitWait)
-	var hdr [offFlags + 4]byte
+	var hdr [identitySize]byte
 	for {
 		st, err := f.Stat()
 		if err != nil {

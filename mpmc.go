@@ -56,14 +56,20 @@ var (
 	// ErrInvalidConfig is returned, wrapped with the reason, by Create for a
 	// Config it cannot honour.
 	ErrInvalidConfig = errors.New("mpmc: invalid config")
+	// ErrBusy is returned by Close while a zero-copy Reservation or Taken of
+	// the handle is outstanding (commit, abort or release it first).
+	ErrBusy = errors.New("mpmc: queue is busy")
+	// ErrNotHeld is returned by the methods of a Reservation or Taken that
+	// was already committed, aborted or released.
+	ErrNotHeld = errors.New("mpmc: reservation or message no longer held")
 )
 
 // errRetry is what a try function passed to waitSide.block returns to ask
 // for another attempt later.
 var errRetry = errors.New("retry")
 
-// errPending is what dequeue returns when the head position is claimed by a
-// producer that has not published yet: empty for now, but not drained.
+// errPending is what the ring returns when the head position is claimed by
+// a producer that has not published yet: empty for now, but not drained.
 var errPending = errors.New("pending")
 
 // Config is the geometry of a new queue.
@@ -92,33 +98,34 @@ type Config struct {
 // Queue is one process's handle on a queue segment. Its methods are safe for
 // concurrent use by many goroutines. A process may hold several handles on the
 // same segment; each is a participant of its own.
+//
+// Ordering: an Enqueue (or a Commit) happens before the Dequeue (or Take)
+// that returns its message, in every process: whatever the producer wrote
+// before it enqueued is visible to the consumer once Dequeue returns.
 type Queue struct {
-	seg        *segment
-	path       string
-	enqueuePos *atomic.Uint64
-	dequeuePos *atomic.Uint64
-	shutdown   *atomic.Uint32
-	owner      uint64 // this handle's participant index + 1, as written into claims
-	ownerIndex uint64
-	notEmpty   waitSide // consumers wait here
-	notFull    waitSide // producers wait here
-	spin       atomic.Int64
-	redeliver  bool // Config.Redeliver, from the segment header
+	ring ring // the shared-memory protocol over seg's mapping
+	seg  *segment
+	path string
+	self int // this handle's participant index
 
+	wait            [2]waitSide // by side: producers wait for room, consumers for messages
+	spin            atomic.Int64
 	recoveryTimeout atomic.Int64 // time.Duration; see SetRecoveryTimeout
-	consumerStall   stall        // the claim consumers are held up by
-	producerStall   stall        // the claim producers are held up by
+	stall           [2]stall     // by side: the claim that side is held up by
 
-	closing   atomic.Bool
-	closeOnce sync.Once
-	closeErr  error
+	held    atomic.Int64 // zero-copy holds outstanding, | heldClosing once Close began
+	closing atomic.Bool
+	closeMu sync.Mutex
+	closed  bool
 
-	// refs counts the calls in flight on this handle: Close unmaps once it
-	// drains. The padding keeps its lines from the fields above and from
-	// a neighbouring handle's.
-	_    [128]byte
+	// Calls in flight (pin.go). The padding keeps their lines from the
+	// fields above and from a neighbouring handle's.
+	_    [hotStride]byte
 	refs inflight
+	busy [pinnedRecords]busyWord
 }
+
+const heldClosing = 1 << 62
 
 // Create creates a new queue segment at path (for example a file under
 // /dev/shm) with the geometry of cfg, and returns a handle on it. It fails
@@ -181,22 +188,16 @@ func Open(path string) (*Queue, error) {
 // newQueue registers a participant (index, or any free one if index < 0) and
 // builds the handle.
 func newQueue(seg *segment, path string, index int) (*Queue, error) {
-	q := &Queue{
-		seg:        seg,
-		path:       path,
-		enqueuePos: seg.u64(offEnqueuePos),
-		dequeuePos: seg.u64(offDequeuePos),
-		shutdown:   seg.u32(offShutdown),
-	}
+	q := &Queue{seg: seg, path: path}
+	q.ring = newRing(seg.mem, seg.geometry, seg.flags, func(i int) (bool, error) { return participantAlive(seg.f, i) })
 	q.spin.Store(int64(DefaultSpin))
 	q.recoveryTimeout.Store(int64(DefaultRecoveryTimeout))
-	q.redeliver = seg.flags&segmentRedeliver != 0
 	if err := q.join(index); err != nil {
 		return nil, err
 	}
-	// After join: the wait sides need the participant index.
-	q.notEmpty.init(q, offNotEmpty, ctrConsumerSleeps, ctrConsumerWakes, false)
-	q.notFull.init(q, offNotFull, ctrProducerSleeps, ctrProducerWakes, true)
+	q.ring.self = q.self
+	q.wait[producers].init(q, producers)
+	q.wait[consumers].init(q, consumers)
 	if index < 0 {
 		// Joining an existing segment: whoever held claims in it may
 		// have died (all of them, on a restart).
@@ -205,51 +206,84 @@ func newQueue(seg *segment, path string, index int) (*Queue, error) {
 	return q, nil
 }
 
-func (q *Queue) counter(i int) *atomic.Uint64 {
-	return q.seg.u64(offCounters + uintptr(i)*8)
+// recoverAll recovers every claim of a dead participant in the ring, and
+// enqueues again the messages to redeliver once every slot it freed is free.
+func (q *Queue) recoverAll() {
+	rec := q.takeRecord()
+	for _, msg := range q.ring.recoverAll(rec) {
+		q.enqueueAgain(rec, msg)
+	}
+	rec.Store(0)
 }
 
-// acquire counts a call in flight and returns the counter to release; it
-// returns nil once Close has begun. Close stores closing and then reads the
-// counters; acquire adds to a counter and then reads closing: both
-// sequentially consistent, so either Close sees the call, or the call sees
-// Close.
-func (q *Queue) acquire() *atomic.Int64 {
-	ref := q.refs.enter()
-	if q.closing.Load() {
-		ref.Add(-1)
-		return nil
-	}
-	return ref
+func (q *Queue) tooLarge(n int) error {
+	return fmt.Errorf("%w: %d bytes, slot size %d", ErrTooLarge, n, q.ring.slotSize)
 }
 
 // TryEnqueue copies msg into the queue if a slot is free, without waiting.
 // It returns nil, ErrFull, ErrTooLarge or ErrClosed (after Close of this
 // handle or Shutdown of the queue).
 func (q *Queue) TryEnqueue(msg []byte) error {
-	ref := q.acquire()
-	if ref == nil {
-		return ErrClosed
+	if uint64(len(msg)) > q.ring.slotSize {
+		return q.tooLarge(len(msg))
 	}
-	defer ref.Add(-1)
-	return q.tryEnqueue(msg, true)
+	msgs := [1][]byte{msg}
+	_, err := q.tryEnqueue(msgs[:], len(msg))
+	return err
 }
 
-// tryEnqueue is TryEnqueue without the reference; with stalls, a full queue
-// is checked for a dead participant's claim in the way (recover.go), which
-// the spinning phase of a blocking call leaves to its sleeping phase.
-func (q *Queue) tryEnqueue(msg []byte, stalls bool) error {
-	if uint64(len(msg)) > q.seg.slotSize {
-		return fmt.Errorf("%w: %d bytes, slot size %d", ErrTooLarge, len(msg), q.seg.slotSize)
+// tryEnqueue enqueues as many of msgs as fit now, in order, on the pinned
+// path when it can (bytes is their total size), looking for a dead claimant
+// in the way when the queue is full.
+func (q *Queue) tryEnqueue(msgs [][]byte, bytes int) (int, error) {
+	done := 0
+	if bytes <= pinLimit {
+		c, ok := q.pin()
+		if ok {
+			err := q.enqueueSome(c.rec, msgs, &done)
+			held := false
+			if err == ErrFull {
+				_, held = q.ring.heldUpBy(producers)
+			}
+			q.end(c)
+			if !held {
+				return done, err
+			}
+		}
 	}
-	if q.shutdown.Load() != 0 {
-		return ErrClosed
+	c, err := q.begin(true)
+	if err != nil {
+		return done, err
 	}
-	err := q.enqueue(msg, 0)
-	if err == ErrFull && stalls && q.checkStall(true) {
-		err = q.enqueue(msg, 0) // a dead participant's claim was in the way
+	defer q.end(c)
+	return done, q.enqueueStalls(c.rec, msgs, &done, true)
+}
+
+// enqueueStalls is enqueueSome of what is left of msgs with, if stalls, a
+// look for a dead participant's claim in the way when the queue is full.
+func (q *Queue) enqueueStalls(rec *atomic.Uint64, msgs [][]byte, done *int, stalls bool) error {
+	err := q.enqueueSome(rec, msgs[*done:], done)
+	if err == ErrFull && stalls && q.checkStall(producers, rec) {
+		err = q.enqueueSome(rec, msgs[*done:], done) // a dead participant's claim was in the way
 	}
 	return err
+}
+
+// enqueueSome enqueues msgs in as many claims as it takes, adding to *done,
+// until all are in or the queue is full.
+func (q *Queue) enqueueSome(rec *atomic.Uint64, msgs [][]byte, done *int) error {
+	if q.ring.shutdown.Load() != 0 {
+		return ErrClosed
+	}
+	for len(msgs) > 0 {
+		n, err := q.ring.enqueue(rec, msgs, 0)
+		*done += n
+		if err != nil {
+			return err
+		}
+		msgs = msgs[n:]
+	}
+	return nil
 }
 
 // TryDequeue copies the next message into buf and returns its length, without
@@ -257,23 +291,48 @@ func (q *Queue) tryEnqueue(msg []byte, stalls bool) error {
 // buf is shorter than the message (which then stays queued), and ErrClosed
 // after Close of this handle, or after Shutdown once the queue is drained.
 func (q *Queue) TryDequeue(buf []byte) (int, error) {
-	ref := q.acquire()
-	if ref == nil {
-		return 0, ErrClosed
+	bufs, sizes := [1][]byte{buf}, [1]int{}
+	n, err := q.tryDequeue(bufs[:], sizes[:], min(len(buf), int(q.ring.slotSize)))
+	if n == 0 {
+		return 0, err
 	}
-	defer ref.Add(-1)
-	return q.tryDequeue(buf, true)
+	return sizes[0], err
 }
 
-// tryDequeue is TryDequeue without the reference; stalls as for tryEnqueue.
-func (q *Queue) tryDequeue(buf []byte, stalls bool) (int, error) {
-	// Read the flag before looking: a message published before Shutdown
-	// is then certain to be seen.
-	shut := q.shutdown.Load() != 0
-	n, err := q.dequeue(buf)
-	if err == errPending && stalls && q.checkStall(false) {
-		n, err = q.dequeue(buf) // a dead producer's claim was in the way
+// tryDequeue takes the messages available now, up to the buffers given, on
+// the pinned path when it can (bytes bounds what it copies), looking for a
+// dead claimant in the way when the head is claimed and not published.
+func (q *Queue) tryDequeue(bufs [][]byte, sizes []int, bytes int) (int, error) {
+	if len(bufs) == 0 {
+		return 0, nil
 	}
+	if bytes <= pinLimit {
+		c, ok := q.pin()
+		if ok {
+			n, err := q.dequeueSome(c.rec, bufs, sizes)
+			held := false
+			if err == ErrEmpty {
+				_, held = q.ring.heldUpBy(consumers)
+			}
+			q.end(c)
+			if !held {
+				return n, err
+			}
+		}
+	}
+	c, err := q.begin(true)
+	if err != nil {
+		return 0, err
+	}
+	defer q.end(c)
+	return q.dequeueStalls(c.rec, bufs, sizes, true)
+}
+
+// dequeueSome is one attempt, with Shutdown's drained rule (ring.go,
+// invariant 6): the flag is read before looking.
+func (q *Queue) dequeueSome(rec *atomic.Uint64, bufs [][]byte, sizes []int) (int, error) {
+	shut := q.ring.shutdown.Load() != 0
+	n, err := q.ring.dequeue(rec, bufs, sizes)
 	switch {
 	case err == errPending:
 		err = ErrEmpty
@@ -283,48 +342,35 @@ func (q *Queue) tryDequeue(buf []byte, stalls bool) (int, error) {
 	return n, err
 }
 
+// dequeueStalls is dequeueSome with, if stalls, a look for a dead producer's
+// claim at the head.
+func (q *Queue) dequeueStalls(rec *atomic.Uint64, bufs [][]byte, sizes []int, stalls bool) (int, error) {
+	n, err := q.dequeueSome(rec, bufs, sizes)
+	if err == ErrEmpty && stalls && q.checkStall(consumers, rec) {
+		n, err = q.dequeueSome(rec, bufs, sizes) // a dead participant's claim was in the way
+	}
+	return n, err
+}
+
 // Enqueue copies msg into the queue, waiting while it is full. It returns
 // ctx.Err() if ctx is done first, and otherwise what TryEnqueue returns other
 // than ErrFull.
 func (q *Queue) Enqueue(ctx context.Context, msg []byte) error {
-	ref := q.acquire()
-	if ref == nil {
-		return ErrClosed
-	}
-	defer ref.Add(-1)
-	if err := q.tryEnqueue(msg, false); err != ErrFull {
-		return err
-	}
-	return q.notFull.block(ctx, func(stalls bool) error {
-		err := q.tryEnqueue(msg, stalls)
-		if err == ErrFull {
-			return errRetry
-		}
-		return err
-	})
+	msgs := [1][]byte{msg}
+	_, err := q.EnqueueBatch(ctx, msgs[:])
+	return err
 }
 
 // Dequeue copies the next message into buf and returns its length, waiting
 // while the queue is empty. It returns ctx.Err() if ctx is done first, and
 // otherwise what TryDequeue returns other than ErrEmpty.
 func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
-	ref := q.acquire()
-	if ref == nil {
-		return 0, ErrClosed
+	bufs, sizes := [1][]byte{buf}, [1]int{}
+	n, err := q.DequeueBatch(ctx, bufs[:], sizes[:])
+	if n == 0 {
+		return 0, err
 	}
-	defer ref.Add(-1)
-	n, err := q.tryDequeue(buf, false)
-	if err != ErrEmpty {
-		return n, err
-	}
-	err = q.notEmpty.block(ctx, func(stalls bool) error {
-		n, err = q.tryDequeue(buf, stalls)
-		if err == ErrEmpty {
-			return errRetry
-		}
-		return err
-	})
-	return n, err
+	return sizes[0], err
 }
 
 // Shutdown closes the queue for every process: enqueues fail with ErrClosed
@@ -335,38 +381,45 @@ func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
 // Shutdown, is delivered before consumers see ErrClosed.
 // Shutdown is idempotent; it does not release this handle (see Close).
 func (q *Queue) Shutdown() error {
-	ref := q.acquire()
-	if ref == nil {
-		return ErrClosed
+	c, err := q.begin(false)
+	if err != nil {
+		return err
 	}
-	defer ref.Add(-1)
-	q.shutdown.Store(1)
-	q.notEmpty.kick()
-	q.notFull.kick()
+	defer q.end(c)
+	q.ring.shutdown.Store(1)
+	q.ring.kick(consumers)
+	q.ring.kick(producers)
 	return nil
 }
 
 // Close releases this handle: it leaves the participants table and unmaps
 // the segment once no call on the handle is in flight. Goroutines of this
 // process blocked on the handle return ErrClosed. Close does not affect other
-// handles or processes, and does not remove the segment file. Calls after
-// Close return ErrClosed, including Close itself.
+// handles or processes, and does not remove the segment file. While a
+// Reservation or Taken of the handle is outstanding, Close does nothing and
+// returns ErrBusy. Calls after Close return ErrClosed, including Close
+// itself.
 func (q *Queue) Close() error {
-	err := ErrClosed
-	q.closeOnce.Do(func() {
-		q.closing.Store(true)
-		// Wake our own sleepers, if any (a futex wake reaches every
-		// process's sleepers; theirs wake spuriously and re-check).
-		q.notEmpty.kickIfSleeping()
-		q.notFull.kickIfSleeping()
-		for d := time.Microsecond; q.refs.total() != 0; d = min(2*d, time.Millisecond) {
-			time.Sleep(d)
-		}
-		q.leave()
-		q.closeErr = q.seg.unmap()
-		err = q.closeErr
-	})
-	return err
+	q.closeMu.Lock()
+	defer q.closeMu.Unlock()
+	if q.closed {
+		return ErrClosed
+	}
+	if !q.held.CompareAndSwap(0, heldClosing) {
+		return fmt.Errorf("%w: %d zero-copy holds outstanding", ErrBusy, q.held.Load())
+	}
+	q.closing.Store(true)
+	barrierAll() // see pin.go
+	// Wake our own sleepers, if any (a futex wake reaches every
+	// process's sleepers; theirs wake spuriously and re-check).
+	q.wait[consumers].kickIfSleeping()
+	q.wait[producers].kickIfSleeping()
+	for d := time.Microsecond; q.busyCalls() || q.refs.total() != 0; d = min(2*d, time.Millisecond) {
+		time.Sleep(d)
+	}
+	q.leave()
+	q.closed = true
+	return q.seg.unmap()
 }
 
 // Len returns the number of messages in the queue: positions claimed by
@@ -374,35 +427,28 @@ func (q *Queue) Close() error {
 // producer that met Shutdown, or recovered from a dead one). It is a
 // snapshot, exact only while no call is in flight, and costs O(Len).
 func (q *Queue) Len() int {
-	ref := q.acquire()
-	if ref == nil {
+	c, err := q.begin(false)
+	if err != nil {
 		return 0
 	}
-	defer ref.Add(-1)
-	d := q.dequeuePos.Load()
-	e := q.enqueuePos.Load()
-	n := max(0, min(int64(e-d), int64(q.seg.capacity)))
-	for pos, end := d, d+uint64(n); pos != end; pos++ {
-		if c := q.seg.slot(pos).ctl.Load(); seqDiff(c, pos) == 0 && ctlState(c) == stateSkipped {
-			n--
-		}
-	}
-	return int(n)
+	defer q.end(c)
+	return q.ring.length()
 }
 
 // Cap returns the capacity of the queue in messages.
-func (q *Queue) Cap() int { return int(q.seg.capacity) }
+func (q *Queue) Cap() int { return int(q.ring.capacity) }
 
 // SlotSize returns the largest message the queue holds, in bytes.
-func (q *Queue) SlotSize() int { return int(q.seg.slotSize) }
+func (q *Queue) SlotSize() int { return int(q.ring.slotSize) }
 
 // Path returns the path the handle was created or opened with.
 func (q *Queue) Path() string { return q.path }
 
 // SetRecoveryTimeout sets how long a claim of another participant may hold
 // up an operation on this handle before the claimant's liveness is checked
-// (see DefaultRecoveryTimeout). A claim of a dead participant is then taken
-// over; a live one, however slow, is waited for.
+// (see DefaultRecoveryTimeout), and again after every further timeout while
+// it still holds the operation up. A claim of a dead participant is then
+// taken over; a live one, however slow, is waited for.
 func (q *Queue) SetRecoveryTimeout(d time.Duration) { q.recoveryTimeout.Store(int64(max(d, 0))) }
 
 // SetSpin sets how long a blocked Enqueue or Dequeue on this handle retries
@@ -435,19 +481,23 @@ type Stats struct {
 
 // Stats returns a snapshot of the queue's counters.
 func (q *Queue) Stats() Stats {
-	ref := q.acquire()
-	if ref == nil {
+	c, err := q.begin(false)
+	if err != nil {
 		return Stats{}
 	}
-	defer ref.Add(-1)
-	c := func(i int) uint64 { return q.counter(i).Load() }
+	defer q.end(c)
+	return q.ring.stats()
+}
+
+func (r *ring) stats() Stats {
+	c := func(i int) uint64 { return r.counter(i).Load() }
 	return Stats{
-		Capacity:              q.Cap(),
-		SlotSize:              q.SlotSize(),
-		Len:                   q.Len(),
-		DequeuePos:            q.dequeuePos.Load(),
-		EnqueuePos:            q.enqueuePos.Load(),
-		Shutdown:              q.shutdown.Load() != 0,
+		Capacity:              int(r.capacity),
+		SlotSize:              int(r.slotSize),
+		Len:                   r.length(),
+		DequeuePos:            r.pos[consumers].Load() & posMask,
+		EnqueuePos:            r.pos[producers].Load() & posMask,
+		Shutdown:              r.shutdown.Load() != 0,
 		ConsumerSleeps:        c(ctrConsumerSleeps),
 		ProducerSleeps:        c(ctrProducerSleeps),
 		ConsumerWakeups:       c(ctrConsumerWakes),
@@ -457,27 +507,5 @@ func (q *Queue) Stats() Stats {
 		Redelivered:           c(ctrRedelivered),
 		SkippedSlots:          c(ctrSkipped),
 		ParticipantsReclaimed: c(ctrParticipantsReclaimed),
-	}
-}
-
-// hookPoint names a step of an operation at which tests may stop a process.
-type hookPoint int
-
-const (
-	hookEnqueueClaimed       hookPoint = iota // slot claimed, nothing written
-	hookEnqueueMidCopy                        // half the payload written
-	hookEnqueueBeforePublish                  // payload and length written
-	hookDequeueTaken                          // slot taken, nothing copied
-	hookDequeueCopied                         // copied out, slot not released
-	hookJoinLocked                            // participant lock held, entry not written
-	hookCreateBeforeReady                     // segment sized, header not published
-)
-
-// testHook, when set (by tests only), is called at each hookPoint.
-var testHook atomic.Pointer[func(hookPoint)]
-
-func hook(p hookPoint) {
-	if h := testHook.Load(); h != nil {
-		(*h)(p)
 	}
 }

@@ -2,8 +2,10 @@ package mpmc
 
 // The participants table: who holds the claims recorded in slots.
 //
-// Entry i (64 bytes at participantsOffset + 64*i) belongs to whoever holds an
-// open-file-description lock (F_OFD_SETLK) on byte participantsOffset+64*i of
+// Entry i (participantSize bytes at participantsOffset + participantSize*i:
+// a head of 64 bytes, then the participant's claim records, ring.go)
+// belongs to whoever holds an
+// open-file-description lock (F_OFD_SETLK) on byte participantsOffset+participantSize*i of
 // the segment file. The kernel releases that lock when the holder's last
 // file descriptor closes, which happens when its process dies however it
 // dies, so:
@@ -88,9 +90,14 @@ func (q *Queue) join(index int) error {
 	} // else the creator locked it before sizing the file.
 	hook(hookJoinLocked)
 	off := uintptr(entryOffset(i))
+	// The previous holder's claim records prove nothing now (ring.go,
+	// invariant 2), and would be taken for ours: clear them first.
+	for k := range recordsPerEntry {
+		q.ring.record(i, k).Store(0)
+	}
 	if q.seg.u32(off+entryState).Load() != entryFree {
 		// The previous holder died without leaving.
-		q.counter(ctrParticipantsReclaimed).Add(1)
+		q.ring.counter(ctrParticipantsReclaimed).Add(1)
 	}
 	start, _ := procStartTicks(os.Getpid())
 	q.seg.u64(off + entryPid).Store(uint64(os.Getpid()))
@@ -98,16 +105,20 @@ func (q *Queue) join(index int) error {
 	q.seg.u64(off + entryJoinedNano).Store(uint64(time.Now().UnixNano()))
 	q.seg.u64(off + entryGeneration).Add(1)
 	q.seg.u32(off + entryState).Store(entryActive)
-	q.ownerIndex = uint64(i)
-	q.owner = uint64(i) + 1
+	q.self = i
 	return nil
 }
 
 // leave marks the entry free; closing the file then drops the lock.
 func (q *Queue) leave() {
-	q.notEmpty.waiters[q.notEmpty.word].And(^q.notEmpty.bit)
-	q.notFull.waiters[q.notFull.word].And(^q.notFull.bit)
-	off := uintptr(entryOffset(int(q.ownerIndex)))
+	for i := range q.wait {
+		w := &q.wait[i]
+		q.ring.sleepers[w.side][w.word].And(^w.bit)
+	}
+	for k := range recordsPerEntry {
+		q.ring.record(q.self, k).Store(0)
+	}
+	off := uintptr(entryOffset(q.self))
 	q.seg.u32(off + entryState).Store(entryFree)
 	q.seg.u64(off + entryPid).Store(0)
 }

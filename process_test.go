@@ -29,6 +29,9 @@ const (
 	childCountEnv = "MPMC_TEST_COUNT"
 )
 
+// crashRole runs the crash-* roles (recover_test.go, mpmc_hooks builds).
+var crashRole func(role, path string) int
+
 // Record format written by consumer children: producer id (uint32) and
 // sequence (uint64), little endian.
 const recordSize = 12
@@ -43,7 +46,11 @@ func runChild(role string) int {
 		return createRace(path)
 	}
 	if strings.HasPrefix(role, "crash-") {
-		return runCrash(role, path)
+		if crashRole == nil {
+			fmt.Fprintln(os.Stderr, "crash roles need the mpmc_hooks build tag")
+			return 1
+		}
+		return crashRole(role, path)
 	}
 	q, err := Open(path)
 	if err != nil {

@@ -1,3 +1,5 @@
+//go:build mpmc_hooks
+
 package mpmc
 
 // Deterministic crash points: a child process is SIGKILLed at one exact step
@@ -18,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 const childCrashEnv = "MPMC_TEST_CRASH"
@@ -29,8 +32,11 @@ func runCrash(role, path string) int {
 	at, _ := strconv.Atoi(os.Getenv(childCrashEnv))
 	setHook(func(p hookPoint) {
 		if p == hookPoint(at) {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {} // the signal is on its way
+			// A raw system call: the hook may run in a pinned call
+			// (pin.go), which must not enter the scheduler.
+			unix.RawSyscall(unix.SYS_KILL, uintptr(os.Getpid()), uintptr(syscall.SIGKILL), 0)
+			for {
+			} // the signal is on its way
 		}
 	})
 	var err error
@@ -39,14 +45,10 @@ func runCrash(role, path string) int {
 		_, err = Create(path, Config{Capacity: 4, SlotSize: 16})
 	case "crash-open":
 		_, err = Open(path)
-	case "crash-enqueue", "crash-dequeue":
+	case "crash-enqueue", "crash-dequeue", "crash-enqueue-batch", "crash-dequeue-batch", "crash-reserve", "crash-take":
 		var q *Queue
 		if q, err = Open(path); err == nil {
-			if role == "crash-enqueue" {
-				err = q.TryEnqueue([]byte("never acknowledged"))
-			} else {
-				_, err = q.TryDequeue(make([]byte, q.SlotSize()))
-			}
+			err = crashOperation(q, role)
 		}
 	default:
 		err = fmt.Errorf("unknown role %s", role)
@@ -54,6 +56,41 @@ func runCrash(role, path string) int {
 	fmt.Fprintf(os.Stderr, "%s survived its crash point %d (err %v)\n", role, at, err)
 	return 1
 }
+
+// crashOperation is the operation of a crash-* role that works on a queue.
+// The zero-copy roles die holding their claim, with no hook.
+func crashOperation(q *Queue, role string) error {
+	buf := make([]byte, q.SlotSize())
+	switch role {
+	case "crash-enqueue":
+		return q.TryEnqueue([]byte("never acknowledged"))
+	case "crash-dequeue":
+		_, err := q.TryDequeue(buf)
+		return err
+	case "crash-enqueue-batch":
+		_, err := q.TryEnqueueBatch([][]byte{[]byte("b0"), []byte("b1"), []byte("b2")})
+		return err
+	case "crash-dequeue-batch":
+		_, err := q.TryDequeueBatch([][]byte{buf, make([]byte, q.SlotSize()), make([]byte, q.SlotSize())}, make([]int, 3))
+		return err
+	case "crash-reserve":
+		r, err := q.TryReserve()
+		if err == nil {
+			copy(r.Bytes(), "held")
+			unix.RawSyscall(unix.SYS_KILL, uintptr(os.Getpid()), uintptr(syscall.SIGKILL), 0)
+		}
+		return err
+	case "crash-take":
+		_, err := q.TryTake()
+		if err == nil {
+			unix.RawSyscall(unix.SYS_KILL, uintptr(os.Getpid()), uintptr(syscall.SIGKILL), 0)
+		}
+		return err
+	}
+	return fmt.Errorf("unknown role %s", role)
+}
+
+func init() { crashRole = runCrash }
 
 // crashChild runs a crash-* child to its death and checks that it died of
 // SIGKILL, with nothing on stderr.
@@ -324,13 +361,12 @@ func TestSlowLiveOwnerIsWaitedFor(t *testing.T) {
 	cons := recoveringHandle(t, p)
 	release := make(chan struct{})
 	claimed := make(chan struct{})
-	setHook(func(hp hookPoint) {
+	setBlockingHook(t, func(hp hookPoint) {
 		if hp == hookEnqueueBeforePublish {
 			close(claimed)
 			<-release
 		}
 	})
-	defer func() { testHook.Store(nil) }()
 	done := make(chan error, 1)
 	go func() { done <- q.TryEnqueue([]byte("slow")) }()
 	<-claimed
@@ -349,17 +385,27 @@ var _ = errors.Is
 
 func setHook(f func(hookPoint)) { testHook.Store(&f) }
 
+// setBlockingHook sets a hook that may block or call into the queue: calls
+// take the unpinned path while it is set (pin.go).
+func setBlockingHook(t *testing.T, f func(hookPoint)) {
+	hookUnpinned.Store(true)
+	setHook(f)
+	t.Cleanup(func() {
+		testHook.Store(nil)
+		hookUnpinned.Store(false)
+	})
+}
+
 func TestOpenOfRemovedSegment(t *testing.T) {
 	// The segment is removed (as by Clean) while Open is joining: Open
 	// fails rather than join a file nobody else can find.
 	_, p := newTestQueue(t, 4, 16)
-	setHook(func(hp hookPoint) {
+	setBlockingHook(t, func(hp hookPoint) {
 		if hp == hookJoinLocked {
 			testHook.Store(nil)
 			require.NoError(t, os.Remove(p))
 		}
 	})
-	defer testHook.Store(nil)
 	_, err := Open(p)
 	require.ErrorIs(t, err, os.ErrNotExist)
 	assert.Contains(t, err.Error(), "removed while opening")
@@ -386,9 +432,9 @@ func TestSkippedBehindHeadIsRecovered(t *testing.T) {
 			q, p := newTestQueue(t, 4, 8)
 			q.SetRecoveryTimeout(10 * time.Millisecond)
 			// Slot 0 skipped for position 0, head already at 1.
-			q.seg.slot(0).ctl.Store(packCtl(0, stateSkipped, 0))
-			q.enqueuePos.Store(1)
-			q.dequeuePos.Store(1)
+			q.ring.slot(0).seq.Store(seqWord(1, slotSkipped))
+			q.ring.pos[producers].Store(1)
+			q.ring.pos[consumers].Store(1)
 			for i := range 3 {
 				require.NoError(t, q.TryEnqueue([]byte{byte(i)}))
 			}
@@ -415,18 +461,20 @@ func TestSweepDoesNotReuseDeadVerdicts(t *testing.T) {
 	// same entry was judged dead.
 	q, p := newTestQueue(t, 8, 8)
 	live := openTestQueue(t, p) // entry 1
-	require.Equal(t, uint64(2), live.owner)
-	q.seg.slot(0).ctl.Store(packCtl(0, stateWriting, live.owner))
-	alive := map[uint64]bool{q.owner: false}
-	ok, _ := q.recoverClaim(q.seg.slot(0), q.seg.slot(0).ctl.Load(), alive)
+	require.Equal(t, 1, live.self)
+	// Position 0 claimed by the live handle, not yet published.
+	live.ring.record(live.self, pinnedRecords).Store(recordFor(producers, 0, 1))
+	q.ring.pos[producers].Store(1)
+	alive := map[int]bool{}
+	c := q.ring.slot(0).seq.Load()
+	ok, _ := q.ring.recoverClaim(claim{producers, 0, c}, nil, alive)
 	assert.False(t, ok, "a live owner's claim is not recovered")
-	assert.Equal(t, true, alive[live.owner])
-	// A cached verdict is only ever "alive".
-	for owner, a := range alive {
-		if owner != q.owner {
-			assert.True(t, a)
-		}
-	}
+	assert.Equal(t, map[int]bool{1: true}, alive, "a cached verdict is only ever alive")
+	// Once the live handle's record is gone (it published, say), the
+	// same word may be recovered: the CAS decides.
+	live.ring.record(live.self, pinnedRecords).Store(0)
+	ok, _ = q.ring.recoverClaim(claim{producers, 0, c}, nil, alive)
+	assert.True(t, ok)
 }
 
 func TestRedeliverAfterSweep(t *testing.T) {
@@ -448,11 +496,9 @@ func TestRedeliverAfterSweep(t *testing.T) {
 		require.NoError(t, q.TryEnqueue([]byte(m)))
 	}
 	// Positions 3 ("d", slot 3) and 4 ("e", slot 0) taken by a consumer
-	// that died: its claims name entry 127, which nobody holds.
-	dead := uint64(maxParticipants)
-	q.seg.slot(3).ctl.Store(packCtl(3, stateReading, dead))
-	q.seg.slot(4).ctl.Store(packCtl(4, stateReading, dead))
-	q.dequeuePos.Store(5)
+	// that died: its claim record is in entry 127, which nobody holds.
+	q.ring.record(maxParticipants-1, pinnedRecords).Store(recordFor(consumers, 3, 2))
+	q.ring.pos[consumers].Store(5)
 	require.NoError(t, q.Close())
 
 	start := time.Now()
@@ -466,4 +512,47 @@ func TestRedeliverAfterSweep(t *testing.T) {
 		got = append(got, dequeueString(t, q2))
 	}
 	assert.ElementsMatch(t, []string{"d", "e", "f", "g"}, got)
+}
+
+func TestClaimIsAttributed(t *testing.T) {
+	// A claim is recorded in its owner's entry: Inspect counts it.
+	q, p := newTestQueue(t, 4, 8)
+	setBlockingHook(t, func(hp hookPoint) {
+		if hp == hookEnqueueBeforePublish {
+			info, err := Inspect(p)
+			assert.NoError(t, err)
+			if assert.Len(t, info.Participants, 1) {
+				assert.Equal(t, 1, info.Participants[0].Claims)
+			}
+		}
+	})
+	require.NoError(t, q.TryEnqueue([]byte("c")))
+	info, err := Inspect(p)
+	require.NoError(t, err)
+	assert.Equal(t, 0, info.Participants[0].Claims, "the record is cleared after publishing")
+}
+
+func TestShutdownDuringClaim(t *testing.T) {
+	// Shutdown lands between a producer's look at the flag and its claim:
+	// the producer gives the claim up (ErrClosed), no message is
+	// published, and Len does not count the given-up position.
+	q, p := newTestQueue(t, 4, 8)
+	other := openTestQueue(t, p)
+	require.NoError(t, q.TryEnqueue([]byte("first")))
+	setBlockingHook(t, func(hp hookPoint) {
+		if hp == hookEnqueueClaimed {
+			testHook.Store(nil)
+			require.NoError(t, other.Shutdown())
+		}
+	})
+	require.ErrorIs(t, q.TryEnqueue([]byte("second")), ErrClosed)
+	assert.Equal(t, 1, q.Len())
+	assert.Equal(t, uint64(2), q.Stats().EnqueuePos)
+	buf := make([]byte, 8)
+	n, err := q.TryDequeue(buf)
+	require.NoError(t, err)
+	assert.Equal(t, "first", string(buf[:n]))
+	assert.Equal(t, 0, q.Len())
+	_, err = q.TryDequeue(buf)
+	require.ErrorIs(t, err, ErrClosed)
 }

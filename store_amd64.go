@@ -30,3 +30,6 @@ func fence() {
 	var x atomic.Uint32
 	x.Add(1)
 }
+
+// plainIsRelease is true where a plain aligned store is a release store.
+const plainIsRelease = true

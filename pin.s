@@ -1,0 +1,1 @@
+// This file is empty: its presence lets pin.go declare the runtime functions it links to without bodies.
