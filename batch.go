@@ -42,22 +42,7 @@ func (q *Queue) EnqueueBatch(ctx context.Context, msgs [][]byte) (int, error) {
 	fit, bytes := q.fitting(msgs)
 	done, err := q.tryEnqueue(msgs[:fit], bytes)
 	if err == ErrFull {
-		var c call
-		if c, err = q.begin(false); err != nil {
-			return done, err
-		}
-		// A record for each attempt, not for the whole wait: a handle has
-		// few pooled records, and any number of goroutines may wait.
-		err = q.wait[producers].block(ctx, func(stalls bool) error {
-			rec := q.takeRecord()
-			err := q.enqueueStalls(rec, msgs[:fit], &done, stalls)
-			rec.Store(0)
-			if err == ErrFull {
-				return errRetry
-			}
-			return err
-		})
-		q.end(c)
+		done, err = q.enqueueWait(ctx, msgs[:fit], done, bytes)
 	}
 	if err == nil && fit < len(msgs) {
 		err = q.tooLarge(len(msgs[fit]))
@@ -87,19 +72,5 @@ func (q *Queue) DequeueBatch(ctx context.Context, bufs [][]byte, sizes []int) (i
 	if err != ErrEmpty || k == 0 {
 		return n, err
 	}
-	c, err := q.begin(false)
-	if err != nil {
-		return 0, err
-	}
-	defer q.end(c)
-	err = q.wait[consumers].block(ctx, func(stalls bool) error {
-		rec := q.takeRecord() // for this attempt only, as in EnqueueBatch
-		n, err = q.dequeueStalls(rec, bufs, sizes, stalls)
-		rec.Store(0)
-		if err == ErrEmpty {
-			return errRetry
-		}
-		return err
-	})
-	return n, err
+	return q.dequeueWait(ctx, bufs, sizes, k*int(q.ring.slotSize))
 }

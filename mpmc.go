@@ -227,8 +227,18 @@ func (q *Queue) TryEnqueue(msg []byte) error {
 	if uint64(len(msg)) > q.ring.slotSize {
 		return q.tooLarge(len(msg))
 	}
+	if len(msg) <= pinLimit {
+		if c, ok := q.pin(); ok {
+			err := q.ring.enqueue1(c.rec, msg)
+			if err != ErrFull || !q.ring.isHeldUp(producers) {
+				q.unpin(c)
+				return err
+			}
+			q.unpin(c) // full, and a claim is in the way: see below
+		}
+	}
 	msgs := [1][]byte{msg}
-	_, err := q.tryEnqueue(msgs[:], len(msg))
+	_, err := q.tryEnqueue(msgs[:], pinLimit+1)
 	return err
 }
 
@@ -291,8 +301,27 @@ func (q *Queue) enqueueSome(rec *atomic.Uint64, msgs [][]byte, done *int) error 
 // buf is shorter than the message (which then stays queued), and ErrClosed
 // after Close of this handle, or after Shutdown once the queue is drained.
 func (q *Queue) TryDequeue(buf []byte) (int, error) {
+	if min(uint64(len(buf)), q.ring.slotSize) <= pinLimit {
+		if c, ok := q.pin(); ok {
+			shut := q.ring.shutdown.Load() != 0 // before looking: ring.go, invariant 6
+			n, err := q.ring.dequeue1(c.rec, buf)
+			switch {
+			case err == ErrEmpty && shut:
+				err = ErrClosed
+			case err == errPending:
+				err = ErrEmpty
+				if q.ring.isHeldUp(consumers) {
+					q.unpin(c)
+					goto slow // a claim is in the way: see below
+				}
+			}
+			q.unpin(c)
+			return n, err
+		}
+	}
+slow:
 	bufs, sizes := [1][]byte{buf}, [1]int{}
-	n, err := q.tryDequeue(bufs[:], sizes[:], min(len(buf), int(q.ring.slotSize)))
+	n, err := q.tryDequeue(bufs[:], sizes[:], pinLimit+1)
 	if n == 0 {
 		return 0, err
 	}
@@ -356,21 +385,91 @@ func (q *Queue) dequeueStalls(rec *atomic.Uint64, bufs [][]byte, sizes []int, st
 // ctx.Err() if ctx is done first, and otherwise what TryEnqueue returns other
 // than ErrFull.
 func (q *Queue) Enqueue(ctx context.Context, msg []byte) error {
+	if err := q.TryEnqueue(msg); err != ErrFull {
+		return err
+	}
 	msgs := [1][]byte{msg}
-	_, err := q.EnqueueBatch(ctx, msgs[:])
+	_, err := q.enqueueWait(ctx, msgs[:], 0, len(msg))
 	return err
+}
+
+// enqueueWait enqueues msgs[done:], waiting for room (bytes is the size of
+// the longest message), and returns how many of msgs are in.
+func (q *Queue) enqueueWait(ctx context.Context, msgs [][]byte, done, bytes int) (int, error) {
+	c, err := q.begin(false)
+	if err != nil {
+		return done, err
+	}
+	defer q.end(c)
+	err = q.wait[producers].block(ctx, func(stalls bool) error {
+		var err error
+		if p, ok := q.pinFor(bytes, stalls); ok {
+			err = q.enqueueSome(p.rec, msgs[done:], &done)
+			q.unpin(p)
+		} else {
+			// A record for this attempt only, not for the whole wait: a
+			// handle has few pooled records, and any number of
+			// goroutines may wait.
+			rec := q.takeRecord()
+			err = q.enqueueStalls(rec, msgs, &done, stalls)
+			rec.Store(0)
+		}
+		if err == ErrFull {
+			return errRetry
+		}
+		return err
+	})
+	return done, err
 }
 
 // Dequeue copies the next message into buf and returns its length, waiting
 // while the queue is empty. It returns ctx.Err() if ctx is done first, and
 // otherwise what TryDequeue returns other than ErrEmpty.
 func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
+	if n, err := q.TryDequeue(buf); err != ErrEmpty {
+		return n, err
+	}
 	bufs, sizes := [1][]byte{buf}, [1]int{}
-	n, err := q.DequeueBatch(ctx, bufs[:], sizes[:])
+	n, err := q.dequeueWait(ctx, bufs[:], sizes[:], min(len(buf), int(q.ring.slotSize)))
 	if n == 0 {
 		return 0, err
 	}
 	return sizes[0], err
+}
+
+// dequeueWait waits until at least one message is available and takes
+// those available, up to len(bufs); bytes bounds what it copies.
+func (q *Queue) dequeueWait(ctx context.Context, bufs [][]byte, sizes []int, bytes int) (int, error) {
+	c, err := q.begin(false)
+	if err != nil {
+		return 0, err
+	}
+	defer q.end(c)
+	var n int
+	err = q.wait[consumers].block(ctx, func(stalls bool) error {
+		if p, ok := q.pinFor(bytes, stalls); ok {
+			n, err = q.dequeueSome(p.rec, bufs, sizes)
+			q.unpin(p)
+		} else {
+			rec := q.takeRecord() // for this attempt only, as in enqueueWait
+			n, err = q.dequeueStalls(rec, bufs, sizes, stalls)
+			rec.Store(0)
+		}
+		if err == ErrEmpty {
+			return errRetry
+		}
+		return err
+	})
+	return n, err
+}
+
+// pinFor pins an attempt of a waiting call that copies bytes, unless it
+// checks for stalls (which makes system calls) or copies too much.
+func (q *Queue) pinFor(bytes int, stalls bool) (call, bool) {
+	if stalls || bytes > pinLimit {
+		return call{}, false
+	}
+	return q.pin()
 }
 
 // Shutdown closes the queue for every process: enqueues fail with ErrClosed

@@ -114,11 +114,16 @@ func (q *Queue) begin(claims bool) (call, error) {
 	return c, nil
 }
 
+// unpin ends a pinned call.
+func (q *Queue) unpin(c call) {
+	clearBusy(&q.busy[c.p].n)
+	procUnpin()
+}
+
 // end lets a call go.
 func (q *Queue) end(c call) {
 	if c.p >= 0 {
-		clearBusy(&q.busy[c.p].n)
-		procUnpin()
+		q.unpin(c)
 		return
 	}
 	if c.rec != nil {

@@ -226,6 +226,95 @@ func (r *ring) reload(s side, pos uint64) (uint64, error) {
 	return w, nil
 }
 
+// enqueue1 enqueues one message (E1-E7): the common case of enqueue, on
+// its own for speed.
+func (r *ring) enqueue1(rec *atomic.Uint64, msg []byte) error {
+	if r.shutdown.Load() != 0 {
+		return ErrClosed
+	}
+	w := r.pos[producers].Load()
+	for {
+		pos := w & posMask
+		sl := r.slot(pos)
+		if d := seqDiff(sl.seq.Load(), pos); d != 0 {
+			if d < 0 {
+				return ErrFull // the slot still holds the previous lap
+			}
+			var err error
+			if w, err = r.reload(producers, pos); err != nil {
+				return err
+			}
+			continue
+		}
+		storeRelease(rec, recordFor(producers, pos, 1)) // E1
+		if !r.pos[producers].CompareAndSwap(w, pos+1) { // E2
+			w = r.pos[producers].Load()
+			continue
+		}
+		if w&asleepBit != 0 {
+			r.kick(consumers) // E3
+		}
+		hook(hookEnqueueClaimed)
+		if r.shutdown.Load() != 0 { // E4
+			storeRelease(&sl.seq, seqWord(pos+1, slotSkipped))
+			storeRelease(rec, recInUse)
+			return ErrClosed
+		}
+		r.write(pos, msg, 0)        // E5, E6
+		storeRelease(rec, recInUse) // E7
+		return nil
+	}
+}
+
+// dequeue1 takes one message into buf (D1-D6), passing skipped slots: the
+// common case of dequeue, on its own for speed.
+func (r *ring) dequeue1(rec *atomic.Uint64, buf []byte) (int, error) {
+	w := r.pos[consumers].Load()
+	for {
+		pos := w & posMask
+		sl := r.slot(pos)
+		c := sl.seq.Load()
+		if d := seqDiff(c, pos+1); d != 0 {
+			if d < 0 {
+				return 0, r.emptyAt(pos, c)
+			}
+			var err error
+			if w, err = r.reload(consumers, pos); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if n := uint64(sl.length); c&slotSkipped == 0 && n <= r.slotSize && n > uint64(len(buf)) {
+			if sl.seq.Load() == c {
+				return 0, io.ErrShortBuffer // the message stays queued
+			}
+			continue
+		}
+		storeRelease(rec, recordFor(consumers, pos, 1)) // D1
+		if !r.pos[consumers].CompareAndSwap(w, pos+1) { // D2
+			w = r.pos[consumers].Load()
+			continue
+		}
+		if w&asleepBit != 0 {
+			r.kick(producers) // D3
+		}
+		hook(hookDequeueTaken)
+		var n int
+		var err error
+		if c&slotSkipped == 0 {
+			n, _, err = r.read(pos, buf) // D4
+			hook(hookDequeueCopied)
+		}
+		r.release(pos)              // D5
+		storeRelease(rec, recInUse) // D6
+		if c&slotSkipped == 0 {
+			return n, err
+		}
+		r.counter(ctrSkipped).Add(1)
+		w = r.pos[consumers].Load()
+	}
+}
+
 // claimWrite claims up to n free positions at the tail for the producer
 // whose record is rec (E1-E4), and returns the first and how many.
 func (r *ring) claimWrite(rec *atomic.Uint64, n int) (uint64, int, error) {
@@ -482,6 +571,12 @@ func (r *ring) heldUpBy(s side) (claim, bool) {
 		return claim{consumers, p, c}, true
 	}
 	return claim{}, false
+}
+
+// isHeldUp reports whether a claim holds side s up.
+func (r *ring) isHeldUp(s side) bool {
+	_, held := r.heldUpBy(s)
+	return held
 }
 
 // heldLive reports whether a live participant's record covers position pos
