@@ -8,11 +8,10 @@ import "context"
 // SlotSize (the messages before it are enqueued); (0, ErrClosed) after Close
 // or Shutdown.
 //
-// Each claim covers as many messages as are free at once, with one atomic
-// operation: the messages of one claim occupy consecutive positions, so no
-// other producer's message comes between them. A batch longer than the free
-// room, or than the capacity, takes several claims; between those, other
-// producers' messages may come.
+// The prefix is claimed with one atomic operation, so its messages occupy
+// consecutive positions: no other producer's message comes between them. A
+// batch longer than the capacity (or than 32768 messages) takes one claim per
+// such part; between those, other producers' messages may come.
 func (q *Queue) TryEnqueueBatch(msgs [][]byte) (int, error) {
 	fit, bytes := q.fitting(msgs)
 	n, err := q.tryEnqueue(msgs[:fit], bytes)
@@ -37,7 +36,9 @@ func (q *Queue) fitting(msgs [][]byte) (int, int) {
 
 // EnqueueBatch enqueues all of msgs in order, waiting for room as needed,
 // and returns how many it enqueued: fewer than len(msgs) only with an error
-// (ctx.Err(), ErrClosed, or ErrTooLarge for msgs[n]).
+// (ctx.Err(), ErrClosed, or ErrTooLarge for msgs[n]). Each part that found
+// room at once is contiguous, as with TryEnqueueBatch; when it waits, other
+// producers' messages may come between the parts.
 func (q *Queue) EnqueueBatch(ctx context.Context, msgs [][]byte) (int, error) {
 	fit, bytes := q.fitting(msgs)
 	done, err := q.tryEnqueue(msgs[:fit], bytes)

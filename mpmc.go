@@ -291,6 +291,11 @@ func (q *Queue) enqueueSome(rec *atomic.Uint64, msgs [][]byte, done *int) error 
 		if err != nil {
 			return err
 		}
+		if n < len(msgs) && n < min(int(q.ring.capacity), maxBatch) {
+			// The claim stopped at a slot that is not free: the
+			// queue is full now.
+			return ErrFull
+		}
 		msgs = msgs[n:]
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -555,4 +556,136 @@ func TestShutdownDuringClaim(t *testing.T) {
 	assert.Equal(t, 0, q.Len())
 	_, err = q.TryDequeue(buf)
 	require.ErrorIs(t, err, ErrClosed)
+}
+
+func TestCrashBatchProducer(t *testing.T) {
+	// A producer killed holding a claim of three positions: published ones
+	// are delivered, the others recovered as skipped, in one sweep of the
+	// consumers' stall checks.
+	for _, tc := range []struct {
+		at   hookPoint
+		want []string
+	}{
+		{hookEnqueueClaimed, nil},
+		{hookBatchFirstPublished, []string{"b0"}},
+	} {
+		t.Run(fmt.Sprint("point=", tc.at), func(t *testing.T) {
+			q, p := newTestQueue(t, 8, 32)
+			require.NoError(t, q.TryEnqueue([]byte("before")))
+			crashChild(t, "crash-enqueue-batch", p, tc.at)
+			info, err := Inspect(p)
+			require.NoError(t, err)
+			for _, pt := range info.Participants {
+				if !pt.Alive {
+					assert.Equal(t, 1, pt.Claims, "one record covers the batch")
+				}
+			}
+			require.NoError(t, q.TryEnqueue([]byte("after")))
+			cons := recoveringHandle(t, p)
+			want := append(append([]string{"before"}, tc.want...), "after")
+			for _, m := range want {
+				assert.Equal(t, m, dequeueString(t, cons))
+			}
+			_, err = cons.TryDequeue(make([]byte, 32))
+			require.ErrorIs(t, err, ErrEmpty)
+			st := cons.Stats()
+			assert.Equal(t, uint64(3-len(tc.want)), st.RecoveredWrites)
+			assert.Equal(t, uint64(3-len(tc.want)), st.SkippedSlots)
+		})
+	}
+}
+
+func TestCrashBatchConsumer(t *testing.T) {
+	// A consumer killed holding a claim of three messages: producers a lap
+	// later recover each slot, and with Redeliver the messages not copied
+	// out come again (those of its claim, not only the one it was at).
+	for _, redeliver := range []bool{false, true} {
+		for _, at := range []hookPoint{hookDequeueTaken, hookDequeueCopied} {
+			t.Run(fmt.Sprintf("redeliver=%v/point=%d", redeliver, at), func(t *testing.T) {
+				p := segPath(t)
+				q, err := Create(p, Config{Capacity: 4, SlotSize: 16, Redeliver: redeliver})
+				require.NoError(t, err)
+				defer q.Close()
+				q.SetRecoveryTimeout(20 * time.Millisecond)
+				n, err := q.TryEnqueueBatch(strs("t0", "t1", "t2", "kept"))
+				require.NoError(t, err)
+				require.Equal(t, 4, n)
+				crashChild(t, "crash-dequeue-batch", p, at)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				// A consumer drains concurrently: redelivered messages
+				// need room too.
+				want := 4 + 3*boolInt(redeliver)
+				cons := recoveringHandle(t, p)
+				got := make(chan []string, 1)
+				go func() {
+					var all []string
+					buf := make([]byte, 16)
+					for len(all) < want {
+						n, err := cons.Dequeue(ctx, buf)
+						if !assert.NoError(t, err) {
+							break
+						}
+						all = append(all, string(buf[:n]))
+					}
+					got <- all
+				}()
+				n, err = q.EnqueueBatch(ctx, strs("n0", "n1", "n2"))
+				require.NoError(t, err)
+				require.Equal(t, 3, n)
+				all := <-got
+				_, err = cons.TryDequeue(make([]byte, 16))
+				require.ErrorIs(t, err, ErrEmpty)
+				st := q.Stats()
+				assert.Equal(t, uint64(3), st.RecoveredReads)
+				if redeliver {
+					assert.Equal(t, uint64(3), st.Redelivered)
+					assert.ElementsMatch(t, strings.Fields("kept n0 n1 n2 t0 t1 t2"), all)
+				} else {
+					assert.Equal(t, uint64(0), st.Redelivered)
+					assert.Equal(t, strings.Fields("kept n0 n1 n2"), all)
+				}
+			})
+		}
+	}
+}
+
+func TestCrashZeroCopy(t *testing.T) {
+	// A process killed holding a Reservation or a Taken: recovered like a
+	// single claim.
+	t.Run("reserve", func(t *testing.T) {
+		q, p := newTestQueue(t, 4, 32)
+		crashChild(t, "crash-reserve", p, -1)
+		require.NoError(t, q.TryEnqueue([]byte("after")))
+		cons := recoveringHandle(t, p)
+		assert.Equal(t, "after", dequeueString(t, cons))
+		assert.Equal(t, uint64(1), cons.Stats().RecoveredWrites)
+	})
+	t.Run("take", func(t *testing.T) {
+		p := segPath(t)
+		q, err := Create(p, Config{Capacity: 2, SlotSize: 16, Redeliver: true})
+		require.NoError(t, err)
+		defer q.Close()
+		q.SetRecoveryTimeout(20 * time.Millisecond)
+		require.NoError(t, q.TryEnqueue([]byte("held")))
+		require.NoError(t, q.TryEnqueue([]byte("x")))
+		crashChild(t, "crash-take", p, -1)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var got []string
+		take := func() {
+			tk, err := q.Take(ctx)
+			require.NoError(t, err)
+			got = append(got, string(tk.Bytes()))
+			if string(tk.Bytes()) == "held" {
+				assert.True(t, tk.Redelivered())
+			}
+			require.NoError(t, tk.Release())
+		}
+		take() // "x": the dead consumer's slot is the only one in the way now
+		require.NoError(t, q.Enqueue(ctx, []byte("y")), "the dead consumer's slot is recovered")
+		take()
+		take()
+		assert.ElementsMatch(t, []string{"held", "x", "y"}, got)
+	})
 }
