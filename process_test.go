@@ -29,6 +29,10 @@ const (
 	childCountEnv = "MPMC_TEST_COUNT"
 )
 
+// childRoles holds the roles of child processes that tests in other files
+// add (in init functions): runChild runs them by name.
+var childRoles = map[string]func(path string) int{}
+
 // Record format written by consumer children: producer id (uint32) and
 // sequence (uint64), little endian.
 const recordSize = 12
@@ -41,6 +45,9 @@ func runChild(role string) int {
 	count, _ := strconv.Atoi(os.Getenv(childCountEnv))
 	if role == "create-race" {
 		return createRace(path)
+	}
+	if f := childRoles[role]; f != nil {
+		return f(path)
 	}
 	if strings.HasPrefix(role, "crash-") {
 		return runCrash(role, path)
