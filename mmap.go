@@ -258,7 +258,16 @@ func createSegment(path string, g geometry, perm os.FileMode, flags uint32) (*se
 	hook(hookCreateBeforeReady)
 	// Published last: Open treats a segment without it as still being built.
 	s.u32(offReady).Store(readyMarker)
-	if err := os.Link(tmp, path); err != nil {
+	// The directory's lock, shared, keeps our link from landing while a
+	// Clean has moved the file at path away for a moment (clean.go): we
+	// would find path free, and the file Clean then moves back would lose
+	// its name. A Clean stuck holding it does not stop us.
+	unlock := lockDir(filepath.Dir(path), unix.LOCK_SH, openInitWait)
+	err = os.Link(tmp, path)
+	if unlock != nil {
+		unlock()
+	}
+	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			err = fs.ErrExist // another creator won
 		}
