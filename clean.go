@@ -25,7 +25,9 @@ import (
 //
 // A segment is judged unused, and removed, while Clean holds the locks of
 // every entry of its participants table, so no process can join it in
-// between: an Open racing with Clean fails with ErrTooManyParticipants.
+// between: an Open racing with Clean waits for it (up to 2 s, then fails
+// with ErrBusy), and then joins the segment if Clean left it, or fails with
+// an error matching fs.ErrNotExist if Clean removed it.
 // Clean never unlinks a path without checking what it names at that moment:
 // the path is moved to a private name first, and a file that is not the one
 // judged (the segment was removed and created again meanwhile) is moved
