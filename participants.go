@@ -4,9 +4,11 @@ package mpmc
 //
 // Entry i (64 bytes at participantsOffset + 64*i) belongs to whoever holds an
 // open-file-description lock (F_OFD_SETLK) on byte participantsOffset+64*i of
-// the segment file. The kernel releases that lock when the holder's last
-// file descriptor closes, which happens when its process dies however it
-// dies, so:
+// the segment file. The kernel releases that lock when the last file
+// descriptor of the holder's open file description closes, which happens
+// when its process dies however it dies, unless another process holds that
+// description too (a child forked without exec, a descriptor passed on):
+// the participant is its open file description, not its process. So:
 //
 //   - an entry is taken by locking its byte; the lock, not the entry's
 //     contents, is what makes it ours;
