@@ -106,13 +106,14 @@ func TestParticipantHeldElsewhere(t *testing.T) {
 	require.NoError(t, err, "pass-handle said %q", stdout.String())
 	g, err := os.FindProcess(gpid)
 	require.NoError(t, err)
-	gdone := make(chan *os.ProcessState, 1)
+	type waited struct {
+		st  *os.ProcessState
+		err error
+	}
+	gdone := make(chan waited, 1)
 	go func() {
 		st, err := g.Wait()
-		if err != nil {
-			t.Errorf("wait for the grandchild %d: %v", gpid, err)
-		}
-		gdone <- st
+		gdone <- waited{st, err}
 	}()
 	t.Cleanup(func() { g.Kill() })
 
@@ -139,10 +140,10 @@ func TestParticipantHeldElsewhere(t *testing.T) {
 
 	require.NoError(t, w.Close()) // the grandchild exits
 	select {
-	case st := <-gdone:
-		require.NotNil(t, st)
+	case gw := <-gdone:
+		require.NoError(t, gw.err, "wait for the grandchild %d (reparented to this process)", gpid)
 		out, _ := os.ReadFile(gOut)
-		require.True(t, st.Success(), "grandchild: %v; output:\n%s", st, out)
+		require.True(t, gw.st.Success(), "grandchild: %v; output:\n%s", gw.st, out)
 		require.Empty(t, string(out), "grandchild output")
 	case <-time.After(30 * time.Second):
 		t.Fatal("the grandchild did not exit")
