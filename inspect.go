@@ -1,9 +1,16 @@
 package mpmc
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Info describes a queue segment as seen from outside, without joining it.
@@ -38,6 +45,15 @@ type Participant struct {
 	// Joining is true for an entry whose lock is held but whose fields are
 	// not written yet: a process in the middle of Open.
 	Joining bool
+	// HeldElsewhere is true for an entry whose lock is held although the
+	// process it names (Pid, StartTicks) is gone: exited, a zombie, or its
+	// pid reused by a later process. The participant is its open file
+	// description, which lives on in another process (a child forked
+	// without exec, or one the descriptor was passed to): it stays Alive,
+	// and its claims are not recovered, until every process holding that
+	// open file description has closed it or died. Only meaningful when
+	// Inspect runs in the participant's pid namespace.
+	HeldElsewhere bool
 	// Claims counts the claims this participant's records name right now
 	// (a batch claim counts once).
 	Claims int
@@ -87,7 +103,7 @@ func Inspect(path string) (Info, error) {
 		if state == entryFree && !alive && r.claimsOf(i) == 0 {
 			continue
 		}
-		info.Participants = append(info.Participants, Participant{
+		pt := Participant{
 			Index:      i,
 			Pid:        int(seg.u64(off + entryPid).Load()),
 			StartTicks: seg.u64(off + entryStartTicks).Load(),
@@ -96,7 +112,35 @@ func Inspect(path string) (Info, error) {
 			Alive:      alive,
 			Joining:    alive && state != entryActive,
 			Claims:     r.claimsOf(i),
-		})
+		}
+		pt.HeldElsewhere = alive && state == entryActive && pt.Pid > 0 && processGone(pt.Pid, pt.StartTicks)
+		info.Participants = append(info.Participants, pt)
 	}
 	return info, nil
+}
+
+// processGone reports whether process pid, started at start clock ticks
+// after boot (0: unknown), no longer runs: /proc/pid is gone, the process
+// is a zombie, or the pid now names a process that started at another time.
+// It says false when it cannot tell.
+func processGone(pid int, start uint64) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// field 3 is the state, field 22 the start time.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false
+	}
+	fields := bytes.Fields(b[i+1:])
+	if len(fields) <= 22-3 {
+		return false
+	}
+	if st := fields[0]; len(st) == 1 && (st[0] == 'Z' || st[0] == 'X') {
+		return true
+	}
+	t, err := strconv.ParseUint(string(fields[22-3]), 10, 64)
+	return err == nil && start != 0 && t != start
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -123,12 +124,18 @@ func createSegment(path string, g geometry, perm os.FileMode, flags uint32) (*se
 	}
 	// fallocate both sizes the file and reserves its pages, so that a full
 	// /dev/shm fails here with ENOSPC rather than with SIGBUS on first touch.
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(g.totalSize)); err != nil {
+	// Where it is not supported, the pages are allocated by writing zeros:
+	// ftruncate alone would leave holes, which Open refuses (see
+	// openSegment).
+	if err := fallocate(int(f.Fd()), 0, 0, int64(g.totalSize)); err != nil {
 		if !errors.Is(err, unix.EOPNOTSUPP) {
 			return fail(fmt.Errorf("reserve %d bytes: %w", g.totalSize, err))
 		}
 		if err := f.Truncate(int64(g.totalSize)); err != nil {
 			return fail(fmt.Errorf("size to %d bytes: %w", g.totalSize, err))
+		}
+		if err := writeZeros(f, int64(g.totalSize)); err != nil {
+			return fail(fmt.Errorf("allocate %d bytes: %w", g.totalSize, err))
 		}
 	}
 	if s.mem, err = unix.Mmap(int(f.Fd()), 0, int(g.totalSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
@@ -160,13 +167,40 @@ func createSegment(path string, g geometry, perm os.FileMode, flags uint32) (*se
 	hook(hookCreateBeforeReady)
 	// Published last: Open treats a segment without it as still being built.
 	s.u32(offReady).Store(readyMarker)
-	if err := os.Link(tmp, path); err != nil {
+	// The directory's lock, shared, keeps our link from landing while a
+	// Clean has moved the file at path away for a moment (clean.go): we
+	// would find path free, and the file Clean then moves back would lose
+	// its name. A Clean stuck holding it does not stop us.
+	unlock := lockDir(filepath.Dir(path), unix.LOCK_SH, openInitWait)
+	err = os.Link(tmp, path)
+	if unlock != nil {
+		unlock()
+	}
+	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			err = fs.ErrExist // another creator won
 		}
 		return fail(err)
 	}
 	return s, nil
+}
+
+// fallocate is unix.Fallocate; a variable so that tests can make it fail
+// with EOPNOTSUPP.
+var fallocate = unix.Fallocate
+
+// writeZeros allocates every block of f's first size bytes by writing zeros
+// over them (pwrite, 1 MiB at a time).
+func writeZeros(f *os.File, size int64) error {
+	zeros := make([]byte, min(size, 1<<20))
+	for off := int64(0); off < size; {
+		n, err := f.WriteAt(zeros[:min(int64(len(zeros)), size-off)], off)
+		if err != nil {
+			return err
+		}
+		off += int64(n)
+	}
+	return nil
 }
 
 // tempPrefix starts the name of a segment still being built (see
@@ -252,6 +286,14 @@ func openSegment(path string) (*segment, error) {
 		}
 		if s.geometry, err = validateHeader(hdr[:], uint64(size)); err != nil {
 			return fail(err)
+		}
+		// A file whose pages are holes (sized with ftruncate alone) must
+		// not be mapped: every access to a hole faults, and on tmpfs even
+		// a read allocates a page, so the join sweep would fill the file
+		// system, or die of SIGBUS on one smaller than the file.
+		if alloc := st.Sys().(*syscall.Stat_t).Blocks * 512; alloc < size {
+			return fail(fmt.Errorf("%w: sparse file: %d of %d bytes allocated (its creator must allocate every page, with fallocate(2) or by writing it)",
+				ErrBadSegment, alloc, size))
 		}
 		s.flags = binary.NativeEndian.Uint32(hdr[offFlags:])
 		break

@@ -56,8 +56,14 @@ var (
 	// ErrInvalidConfig is returned, wrapped with the reason, by Create for a
 	// Config it cannot honour.
 	ErrInvalidConfig = errors.New("mpmc: invalid config")
-	// ErrBusy is returned by Close while a zero-copy Reservation or Taken of
-	// the handle is outstanding (commit, abort or release it first).
+	// ErrBusy is returned, wrapped with the reason, when something else
+	// holds what the call needs for longer than it may wait: by Open when a
+	// Clean holds the whole participants table for longer than Open waits
+	// (2 s; retry later: once Clean lets go, the segment is either in use
+	// and can be joined, or removed, and Open fails with an error matching
+	// fs.ErrNotExist); by Close while a zero-copy Reservation or Taken of
+	// the handle is outstanding (commit, abort or release it first); and by
+	// TryReserve and TryTake when the handle holds 16 already.
 	ErrBusy = errors.New("mpmc: queue is busy")
 	// ErrNotHeld is returned by the methods of a Reservation or Taken that
 	// was already committed, aborted or released.
@@ -166,24 +172,35 @@ func Create(path string, cfg Config) (*Queue, error) {
 // refused with an error wrapping ErrBadSegment. If the segment is still being
 // created by another process, Open waits for it for a short while.
 func Open(path string) (*Queue, error) {
-	seg, err := openSegment(path)
-	if err != nil {
-		return nil, err
-	}
-	q, err := newQueue(seg, path, -1)
-	if err != nil {
-		seg.unmap()
-		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
-	}
-	// A segment removed (by Clean, say) between our open and our join
-	// would leave us on a file nobody else can find: check it is still
-	// the one at path now that we hold a participant lock.
-	if !seg.isAt(path) {
+	for attempt := 1; ; attempt++ {
+		seg, err := openSegment(path)
+		if err != nil {
+			return nil, err
+		}
+		q, err := newQueue(seg, path, -1)
+		if err != nil {
+			seg.unmap()
+			return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
+		}
+		// A segment removed (by Clean, say) between our open and our
+		// join would leave us on a file nobody else can find: check it
+		// is still the one at path now that we hold a participant lock.
+		// A Clean may have moved it away for a moment, to check the file
+		// it found there: it puts a file in use back (clean.go).
+		if seg.settleAt(path, openInitWait) {
+			return q, nil
+		}
 		q.Close()
-		return nil, fmt.Errorf("mpmc: open %s: segment removed while opening: %w", path, fs.ErrNotExist)
+		// Replaced by another segment since: join that one instead.
+		if _, err := os.Lstat(path); err != nil || attempt == openAttempts {
+			return nil, fmt.Errorf("mpmc: open %s: segment removed while opening: %w", path, fs.ErrNotExist)
+		}
 	}
-	return q, nil
 }
+
+// openAttempts bounds how many times Open starts again on finding its
+// segment replaced at its path while it joined.
+const openAttempts = 3
 
 // newQueue registers a participant (index, or any free one if index < 0) and
 // builds the handle.

@@ -936,3 +936,13 @@ func TestCorruptStateIsAnError(t *testing.T) {
 	_, err = q.TryDequeue(make([]byte, 16))
 	require.ErrorIs(t, err, ErrBadSegment)
 }
+
+func dequeueString(t *testing.T, q *Queue) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	buf := make([]byte, q.SlotSize())
+	n, err := q.Dequeue(ctx, buf)
+	require.NoError(t, err)
+	return string(buf[:n])
+}

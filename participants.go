@@ -4,11 +4,13 @@ package mpmc
 //
 // Entry i (participantSize bytes at participantsOffset + participantSize*i:
 // a head of 64 bytes, then the participant's claim records, ring.go)
-// belongs to whoever holds an
-// open-file-description lock (F_OFD_SETLK) on byte participantsOffset+participantSize*i of
-// the segment file. The kernel releases that lock when the holder's last
-// file descriptor closes, which happens when its process dies however it
-// dies, so:
+// belongs to whoever holds an open-file-description lock (F_OFD_SETLK) on
+// byte participantsOffset+participantSize*i of the segment file. The kernel
+// releases that lock when the last file descriptor of the holder's open
+// file description closes, which happens when its process dies however it
+// dies, unless another process holds that description too (a child forked
+// without exec, a descriptor passed on): the participant is its open file
+// description, not its process. So:
 //
 //   - an entry is taken by locking its byte; the lock, not the entry's
 //     contents, is what makes it ours;
@@ -70,19 +72,55 @@ func participantAlive(f *os.File, i int) (bool, error) {
 	return lk.Type != unix.F_UNLCK, nil
 }
 
+// refusedBy looks at the lock that refused entry i: whole if it spans the
+// whole participants table (a cleaner's, clean.go, not a participant's),
+// gone if it was dropped by the time we looked.
+func refusedBy(f *os.File, i int) (whole, gone bool, err error) {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: entryOffset(i), Len: 1}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+		return false, false, err
+	}
+	if lk.Type == unix.F_UNLCK {
+		return false, true, nil
+	}
+	const end = participantsOffset + maxParticipants*participantSize
+	return lk.Start <= participantsOffset && (lk.Len == 0 || lk.Start+lk.Len >= end), false, nil
+}
+
 // join takes entry index, or the first entry it can lock if index < 0.
+// While a cleaner holds the whole table, it waits (up to openInitWait).
 func (q *Queue) join(index int) error {
 	f := q.seg.f
 	i := index
 	if i < 0 {
-		for i = 0; i < maxParticipants; i++ {
-			err := lockParticipant(f, i)
-			if err == nil {
-				break
+		deadline := time.Now().Add(openInitWait)
+	scan:
+		for {
+			for i = 0; i < maxParticipants; i++ {
+				err := lockParticipant(f, i)
+				if err == nil {
+					break scan
+				}
+				if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
+					return fmt.Errorf("lock participant entry %d: %w", i, err)
+				}
+				whole, gone, err := refusedBy(f, i)
+				if err != nil {
+					return fmt.Errorf("lock participant entry %d: %w", i, err)
+				}
+				if gone && time.Now().Before(deadline) {
+					i-- // its holder just left: try it again
+					continue
+				}
+				if whole {
+					if time.Now().After(deadline) {
+						return fmt.Errorf("%w: participants table held whole by a cleaner for %v", ErrBusy, openInitWait)
+					}
+					time.Sleep(time.Millisecond)
+					continue scan
+				}
 			}
-			if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
-				return fmt.Errorf("lock participant entry %d: %w", i, err)
-			}
+			break // every entry held by a participant
 		}
 		if i == maxParticipants {
 			return fmt.Errorf("%w: %d live handles", ErrTooManyParticipants, maxParticipants)

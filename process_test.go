@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -29,8 +28,9 @@ const (
 	childCountEnv = "MPMC_TEST_COUNT"
 )
 
-// crashRole runs the crash-* roles (recover_test.go, mpmc_hooks builds).
-var crashRole func(role, path string) int
+// childRoles holds the roles of child processes that tests in other files
+// add (in init functions): runChild runs them by name.
+var childRoles = map[string]func(path string) int{}
 
 // Record format written by consumer children: producer id (uint32) and
 // sequence (uint64), little endian.
@@ -45,12 +45,8 @@ func runChild(role string) int {
 	if role == "create-race" {
 		return createRace(path)
 	}
-	if strings.HasPrefix(role, "crash-") {
-		if crashRole == nil {
-			fmt.Fprintln(os.Stderr, "crash roles need the mpmc_hooks build tag")
-			return 1
-		}
-		return crashRole(role, path)
+	if f := childRoles[role]; f != nil {
+		return f(path)
 	}
 	q, err := Open(path)
 	if err != nil {

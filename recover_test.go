@@ -91,7 +91,12 @@ func crashOperation(q *Queue, role string) error {
 	return fmt.Errorf("unknown role %s", role)
 }
 
-func init() { crashRole = runCrash }
+// The crash-* roles exist in mpmc_hooks builds only.
+func init() {
+	for _, role := range strings.Fields("crash-create crash-open crash-enqueue crash-dequeue crash-enqueue-batch crash-dequeue-batch crash-reserve crash-take") {
+		childRoles[role] = func(path string) int { return runCrash(role, path) }
+	}
+}
 
 // crashChild runs a crash-* child to its death and checks that it died of
 // SIGKILL, with nothing on stderr.
@@ -119,16 +124,6 @@ func recoveringHandle(t *testing.T, path string) *Queue {
 	q := openTestQueue(t, path)
 	q.SetRecoveryTimeout(20 * time.Millisecond)
 	return q
-}
-
-func dequeueString(t *testing.T, q *Queue) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	buf := make([]byte, q.SlotSize())
-	n, err := q.Dequeue(ctx, buf)
-	require.NoError(t, err)
-	return string(buf[:n])
 }
 
 func TestCrashProducer(t *testing.T) {
@@ -688,4 +683,76 @@ func TestCrashZeroCopy(t *testing.T) {
 		take()
 		assert.ElementsMatch(t, []string{"held", "x", "y"}, got)
 	})
+}
+
+func TestOpenWhileCleanMovesIt(t *testing.T) {
+	// A joiner checks that its segment is still at the path while a Clean
+	// has moved it away for a moment (to check it): the joiner must not
+	// fail, since the segment is live and comes back.
+	dir := cleanDir(t)
+	p := filepath.Join(dir, "q")
+	createClosed(t, p)
+	var live *Queue
+	joined := make(chan struct{})
+	release := make(chan struct{})
+	type result struct {
+		q   *Queue
+		err error
+	}
+	opened := make(chan result, 1)
+	hookUnpinned.Store(true)
+	defer hookUnpinned.Store(false)
+	defer testHook.Store(nil)
+	setCleanHook(t, func(step cleanStep, path string) {
+		if path != p {
+			return
+		}
+		switch {
+		case step == cleanDecided && live == nil:
+			require.NoError(t, os.Remove(p))
+			var err error
+			live, err = Create(p, Config{Capacity: 4, SlotSize: 8})
+			require.NoError(t, err)
+			setHook(func(hp hookPoint) {
+				if hp == hookJoinLocked {
+					testHook.Store(nil)
+					close(joined)
+					<-release
+				}
+			})
+			go func() {
+				q, err := Open(p)
+				opened <- result{q, err}
+			}()
+			<-joined // the joiner holds an entry of the live segment
+		case step == cleanMoved:
+			close(release)
+			// Let the joiner look while the segment is away.
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	// Without the fix, Clean never moves the file (it unlinks it), so
+	// the joiner is released here at the latest.
+	_, cerr := Clean(dir)
+	cleanHook = nil
+	select {
+	case <-release:
+	default:
+		close(release)
+	}
+	require.NotNil(t, live)
+	t.Cleanup(func() { live.Close() })
+	var r result
+	select {
+	case r = <-opened:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Open did not return")
+	}
+	if r.q != nil {
+		t.Cleanup(func() { r.q.Close() })
+	}
+	require.NoError(t, cerr)
+	require.NoError(t, r.err, "Open failed while its live segment was only moved for a moment")
+	assert.True(t, live.seg.isAt(p), "the live segment is at its path")
+	assert.True(t, r.q.seg.isAt(p))
 }
