@@ -20,7 +20,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the .golden files of the report tests")
 
-
 func TestReportGolden(t *testing.T) {
 	inputs, err := filepath.Glob("testdata/golden/*.json")
 	if err != nil || len(inputs) == 0 {
