@@ -30,7 +30,7 @@ fuzz-smoke:
 # The benchmark harness (bench/, its own module): every mechanism, in and
 # across processes, one run; writes bench/RESULTS.md, results.json, charts.
 bench:
-	cd bench && $(GO) run -mod=mod . -out .
+	cd bench && $(GO) run . -out .
 
 # The benchmark harness's own checks: vet, and its quick mode end to end
 # (the structure of its output; never a timing assertion).

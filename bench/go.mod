@@ -4,7 +4,7 @@ go 1.26.8
 
 require (
 	github.com/Workiva/go-datastructures v1.1.7
-	github.com/shmq/mpmc v0.0.0
+	github.com/shmq/mpmc v0.1.0
 	golang.org/x/sys v0.49.0
 	gonum.org/v1/plot v0.17.0
 )
@@ -19,5 +19,3 @@ require (
 	golang.org/x/image v0.30.0 // indirect
 	golang.org/x/text v0.28.0 // indirect
 )
-
-replace github.com/shmq/mpmc => ..

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shmq/mpmc/stress/internal/proc"
 )
 
 // okChaos matches the OK line of a chaos run.
@@ -52,8 +54,8 @@ func TestChaosRedeliverJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("output is not JSON: %v\n%v", err, r)
 	}
-	if r.code != 0 || rep.ExitCode != 0 || !okChaos.MatchString(rep.Verdict) {
-		t.Fatalf("verdict %q, exit %d\n%v", rep.Verdict, r.code, r)
+	if r.code != 0 || rep.ExitCode != 0 || !okChaos.MatchString(rep.Line) {
+		t.Fatalf("verdict %q, exit %d\n%v", rep.Line, r.code, r)
 	}
 	if !rep.Config.Redeliver || len(rep.Kills) == 0 || rep.Delivered == 0 || rep.MessagesPerSecond <= 0 || rep.Verified == nil || !rep.Removed {
 		t.Fatalf("report: %+v", rep)
@@ -70,16 +72,7 @@ func TestChaosRedeliverJSON(t *testing.T) {
 func TestChaosInterrupt(t *testing.T) {
 	path := shmPath(t, "chaos-interrupt")
 	cmd, out, errb := start(t, nil, "chaos", "-duration", "2m", "-kill-every", "200ms", "-path", path)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the run never created its segment")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForSegment(t, path)
 	time.Sleep(2 * time.Second)
 	cmd.Process.Signal(syscall.SIGINT)
 	r := wait(t, cmd, out, errb)
@@ -94,7 +87,7 @@ func TestChaosChildFails(t *testing.T) {
 	// A child that exits by itself (not killed) ends the run with ERROR,
 	// and nothing is left behind.
 	path := shmPath(t, "chaos-dies")
-	r := run(t, []string{testExitEnv + "=consumer:1:2000"}, "chaos", "-duration", "20s", "-producers", "2", "-consumers", "2", "-path", path)
+	r := run(t, []string{proc.TestExitEnv + "=consumer:1:2000"}, "chaos", "-duration", "20s", "-producers", "2", "-consumers", "2", "-path", path)
 	expect(t, r, 2, "ERROR: consumer 1 ")
 	if !strings.Contains(r.lastLine(), "exit status 3") || !strings.Contains(r.stdout, "evidence:   when consumer 1") {
 		t.Fatalf("the report does not say which child failed, with the queue's state:\n%v", r)

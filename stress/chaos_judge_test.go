@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/shmq/mpmc"
+	"github.com/shmq/mpmc/stress/internal/harness"
+	"github.com/shmq/mpmc/stress/internal/proc"
 	"github.com/shmq/mpmc/stress/internal/verify"
 )
 
@@ -47,27 +49,32 @@ func cat(parts ...[]verify.Record) []verify.Record {
 
 // facts is a run with no kills, no stall and the given verification.
 func facts(res verify.Result) chaosFacts {
-	return chaosFacts{Verified: res, WorstStall: 100 * time.Millisecond, StallBound: 2250 * time.Millisecond}
+	return chaosFacts{Verified: &res, WorstStall: 100 * time.Millisecond, WorstStallText: "100ms from 1.000 s, before any kill", StallBound: 2250 * time.Millisecond, Span: "5s"}
 }
 
 func wantOK(t *testing.T, f chaosFacts) ChaosJudgement {
 	t.Helper()
 	j := judgeChaos(f)
-	if len(j.Problems) > 0 {
-		t.Fatalf("want OK, got problems: %q", j.Problems)
+	if len(j.Problems) > 0 || j.Verdict.ExitCode != 0 || j.Verdict.Cause != harness.CauseOK || !strings.HasPrefix(j.Verdict.Line, "OK: chaos 5s, ") {
+		t.Fatalf("want OK, got problems: %+v, verdict %+v", j.Problems, j.Verdict)
 	}
 	return j
 }
 
-func wantFail(t *testing.T, f chaosFacts, substr string) {
+// wantFail judges f and wants a FAIL verdict naming a problem of cause
+// that contains substr.
+func wantFail(t *testing.T, f chaosFacts, cause harness.Cause, substr string) {
 	t.Helper()
 	j := judgeChaos(f)
+	if j.Verdict.ExitCode != 1 || !strings.HasPrefix(j.Verdict.Line, "FAIL: ") || j.Verdict.Cause != j.Problems[0].Cause {
+		t.Fatalf("want a FAIL verdict of the first problem's cause, got %+v", j.Verdict)
+	}
 	for _, p := range j.Problems {
-		if strings.Contains(p, substr) {
+		if strings.Contains(p.Text, substr) && p.Cause == cause && strings.Contains(j.Verdict.Line, p.Text) {
 			return
 		}
 	}
-	t.Fatalf("want a problem containing %q, got %q", substr, j.Problems)
+	t.Fatalf("want a problem of cause %q containing %q, got %+v", cause, substr, j.Problems)
 }
 
 func TestChaosCleanRunPasses(t *testing.T) {
@@ -81,14 +88,14 @@ func TestChaosLostNotExplainedFails(t *testing.T) {
 	res := feed([]uint64{100}, []bool{true}, cat(seqs(0, 0, 40), seqs(0, 41, 100)))
 	f := facts(res)
 	f.KilledProducers = 1
-	wantFail(t, f, "1 acknowledged messages were never delivered, but the kills explain at most 0")
+	wantFail(t, f, harness.CauseDelivery, "1 acknowledged messages were never delivered, but the kills explain at most 0")
 
 	// Two losses, one killed consumer: one too many.
 	res = feed([]uint64{100}, []bool{false}, cat(seqs(0, 0, 40), seqs(0, 41, 70)), seqs(0, 71, 100))
 	f = facts(res)
 	f.KilledConsumers = 1
 	f.Stats.RecoveredReads = 1
-	wantFail(t, f, "2 acknowledged messages were never delivered, but the kills explain at most 1")
+	wantFail(t, f, harness.CauseDelivery, "2 acknowledged messages were never delivered, but the kills explain at most 1")
 }
 
 func TestChaosLostExplainedPasses(t *testing.T) {
@@ -120,14 +127,14 @@ func TestChaosDroppedButDeliveredFails(t *testing.T) {
 	f := facts(res)
 	f.KilledConsumers = 1
 	f.Stats.RecoveredReads = 1
-	wantFail(t, f, "recovery released slots of messages that were delivered")
+	wantFail(t, f, harness.CauseRecovery, "recovery released slots of messages that were delivered")
 }
 
 func TestChaosDuplicateWithoutRedeliveryFails(t *testing.T) {
 	res := feed([]uint64{100}, []bool{false}, seqs(0, 0, 60), cat(seqs(0, 59, 100)))
 	f := facts(res)
 	f.KilledConsumers = 3
-	wantFail(t, f, "1 messages delivered twice (bound 0: redelivery is off): p0#59 again at consumer 1")
+	wantFail(t, f, harness.CauseDelivery, "1 messages delivered twice (bound 0: redelivery is off): p0#59 again at consumer 1")
 }
 
 func TestChaosRedeliveredDuplicateAndReorderPasses(t *testing.T) {
@@ -144,21 +151,21 @@ func TestChaosRedeliveredDuplicateAndReorderPasses(t *testing.T) {
 	// The same without redelivery fails twice over.
 	f.Redeliver = false
 	f.Stats.Redelivered = 0
-	wantFail(t, f, "delivered twice")
-	wantFail(t, f, "not in their producer's order")
+	wantFail(t, f, harness.CauseDelivery, "delivered twice")
+	wantFail(t, f, harness.CauseDelivery, "not in their producer's order")
 	// And with redelivery, more duplicates than redeliveries fail.
 	res = feed([]uint64{100}, []bool{false}, seqs(0, 0, 32), cat(seqs(0, 32, 60), seqs(0, 30, 32), seqs(0, 60, 100)))
 	f = facts(res)
 	f.Redeliver, f.KilledConsumers = true, 1
 	f.Stats.RecoveredReads, f.Stats.Redelivered = 1, 1
-	wantFail(t, f, "2 messages delivered twice (bound 1")
+	wantFail(t, f, harness.CauseDelivery, "2 messages delivered twice (bound 1")
 }
 
 func TestChaosStallFails(t *testing.T) {
 	res := feed([]uint64{10}, []bool{false}, seqs(0, 0, 10))
 	f := facts(res)
 	f.WorstStall = 2251 * time.Millisecond
-	wantFail(t, f, "no message was delivered for 2.251s, more than the bound of 2.25s")
+	wantFail(t, f, harness.CauseStall, "no message was delivered for 2.251s, more than the bound of 2.25s")
 	f.WorstStall = f.StallBound
 	wantOK(t, f)
 }
@@ -172,8 +179,8 @@ func TestChaosKilledProducerInFlight(t *testing.T) {
 	f.Stats.RecoveredWrites = 1
 	wantOK(t, f)
 	res = feed([]uint64{50}, []bool{true}, seqs(0, 0, 52))
-	f.Verified = res
-	wantFail(t, f, "1 messages never sent, nor in flight when their producer was killed (p0#51)")
+	f.Verified = &res
+	wantFail(t, f, harness.CauseDelivery, "1 messages never sent, nor in flight when their producer was killed (p0#51)")
 }
 
 func TestChaosImpossibleCounters(t *testing.T) {
@@ -189,12 +196,65 @@ func TestChaosImpossibleCounters(t *testing.T) {
 	} {
 		f := facts(res)
 		f.Stats = c.stats
-		wantFail(t, f, c.want)
+		wantFail(t, f, harness.CauseRecovery, c.want)
 	}
 	f := facts(res)
 	f.Leftover = 2
-	wantFail(t, f, "2 messages were left in the queue")
+	wantFail(t, f, harness.CauseLeftover, "2 messages were left in the queue")
 	f = facts(feed([]uint64{10}, []bool{false}, cat(seqs(0, 0, 5), []verify.Record{{Producer: 0, Seq: 5, Corrupt: true}}, seqs(0, 6, 10))))
 	f.KilledConsumers = 1
-	wantFail(t, f, "1 corrupt messages")
+	wantFail(t, f, harness.CauseDelivery, "1 corrupt messages")
+}
+
+func TestChaosStallNamesTheWorstStall(t *testing.T) {
+	f := facts(feed([]uint64{10}, []bool{false}, seqs(0, 0, 10)))
+	f.WorstStall, f.WorstStallText = 3*time.Second, "3s from 2.000 s, 0.010 s after the kill of consumer 1 (pid 7) at 1.990 s"
+	j := judgeChaos(f)
+	want := "FAIL: no message was delivered for 3s, more than the bound of 2.25s (3s from 2.000 s, 0.010 s after the kill of consumer 1 (pid 7) at 1.990 s)"
+	if j.Verdict.Line != want || j.Verdict.Cause != harness.CauseStall {
+		t.Fatalf("verdict %+v\nwant %q", j.Verdict, want)
+	}
+}
+
+func TestChaosOKLine(t *testing.T) {
+	f := facts(feed([]uint64{100}, []bool{false}, seqs(0, 0, 40), seqs(0, 41, 100)))
+	f.KilledProducers, f.KilledConsumers, f.Kills, f.Delivered = 2, 1, 3, 99
+	f.Stats.RecoveredReads = 1
+	j := judgeChaos(f)
+	want := "OK: chaos 5s, 3 kills (2 producers, 1 consumers), 99 messages delivered, 1 lost to killed consumers, worst stall 100ms"
+	if j.Verdict.Line != want {
+		t.Fatalf("verdict %q, want %q", j.Verdict.Line, want)
+	}
+}
+
+// TestChaosRunEventsComeFirst: the run's own events decide before any
+// verification, in their order of precedence, with their causes.
+func TestChaosRunEventsComeFirst(t *testing.T) {
+	bad := facts(feed([]uint64{100}, []bool{false}, seqs(0, 0, 10))) // 90 lost
+	for _, c := range []struct {
+		name  string
+		run   harness.Facts
+		mis   []string
+		code  int
+		cause harness.Cause
+		line  string
+	}{
+		{"timeout", harness.Facts{TimedOut: true, Stuck: []string{"consumer 0 (pid 9)"}, Diagnosis: "the run did not finish within -timeout 1s: queue len 0", Aborted: true, FailedMessage: "x"},
+			nil, 1, harness.CauseTimeout, "FAIL: the run did not finish within -timeout 1s: queue len 0; still running: consumer 0 (pid 9); worst stall 100ms from 1.000 s, before any kill"},
+		{"interrupted twice", harness.Facts{InterruptedTwice: true, Aborted: true},
+			nil, 2, harness.CauseInterrupted, "ERROR: interrupted twice: every child was killed, nothing verified"},
+		{"queue error", harness.Facts{Failed: proc.QueueError, FailedMessage: "consumer 1 (pid 3) reported a queue error (exit status 1)", Aborted: true},
+			nil, 1, harness.CauseChild, "FAIL: consumer 1 (pid 3) reported a queue error (exit status 1)"},
+		{"child died", harness.Facts{Failed: proc.Failed, FailedMessage: "producer 0 (pid 4) failed with exit status 3", Aborted: true},
+			nil, 2, harness.CauseChild, "ERROR: producer 0 (pid 4) failed with exit status 3"},
+		{"aborted", harness.Facts{Aborted: true}, nil, 2, harness.CauseAborted, "ERROR: run aborted"},
+		{"mismatch", harness.Facts{}, []string{"a", "b"}, 2, harness.CauseMismatch, "ERROR: a; b"},
+	} {
+		f := bad
+		f.Run, f.Mismatch = c.run, c.mis
+		j := judgeChaos(f)
+		if j.Verdict.Line != c.line || j.Verdict.ExitCode != c.code || j.Verdict.Cause != c.cause || len(j.Problems) != 0 {
+			t.Errorf("%s: verdict %+v, problems %+v\nwant %q exit %d cause %s", c.name, j.Verdict, j.Problems, c.line, c.code, c.cause)
+		}
+	}
 }

@@ -3,28 +3,22 @@ package main
 // The report of a chaos run, as text for people or as JSON for scripts.
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/shmq/mpmc"
-	"github.com/shmq/mpmc/stress/internal/verify"
+	"github.com/shmq/mpmc/stress/internal/harness"
 )
 
 // ChaosReport is everything a chaos run found. Its JSON form is what
-// `stress chaos -json` prints.
+// `stress chaos -json` prints: the fields of harness.Base (verdict,
+// exit_code, cause, path, removed, cpu, queue, verification, children,
+// notes) and these.
 type ChaosReport struct {
-	// Verdict is the verdict line: "OK: ...", "FAIL: ..." or "ERROR: ...".
-	Verdict string `json:"verdict"`
-	// ExitCode is the exit status that goes with it: 0, 1 or 2.
-	ExitCode int         `json:"exit_code"`
-	Config   chaosConfig `json:"config"`
-	Path     string      `json:"path"`
-	Removed  bool        `json:"removed"` // the segment was removed at the end
-	// Interrupted names the signal that stopped the run early, if any.
-	Interrupted string `json:"interrupted,omitempty"`
+	harness.Base
+	Config chaosConfig `json:"config"`
 
 	// ChaosSeconds is the time from the go signal to the shutdown.
 	ChaosSeconds float64 `json:"chaos_seconds"`
@@ -54,8 +48,6 @@ type ChaosReport struct {
 	Duplicates ChaosCheck `json:"duplicates"`
 	Reordered  ChaosCheck `json:"reordered"`
 
-	Queue QueueCounters `json:"queue"`
-
 	// WorstStall is the longest time without any delivery while the chaos
 	// ran, by the consumers' receive times (to the millisecond); Stalls
 	// are the longest few, longest first.
@@ -77,11 +69,6 @@ type ChaosReport struct {
 	// RingWaits counts the times a consumer waited for the parent to
 	// drain its log.
 	RingWaits uint64 `json:"ring_waits"`
-
-	CPU      CPU            `json:"cpu"`
-	Verified *verify.Result `json:"verification,omitempty"`
-	Children []ChildReport  `json:"children"`
-	Notes    []string       `json:"notes,omitempty"`
 }
 
 // Stall is one time without any delivery while the chaos ran.
@@ -124,22 +111,7 @@ type Evidence struct {
 const maxEvidence = 4
 
 func newChaosReport(cfg chaosConfig) *ChaosReport {
-	return &ChaosReport{Config: cfg, Children: []ChildReport{}, Kills: []Kill{}}
-}
-
-func (r *ChaosReport) setVerdict(code int, prefix, format string, a ...any) {
-	if r.Verdict != "" {
-		return // the first cause wins
-	}
-	msg := strings.ReplaceAll(fmt.Sprintf(format, a...), "\n", " ")
-	r.Verdict, r.ExitCode = prefix+msg, code
-}
-
-func (r *ChaosReport) setError(format string, a ...any) {
-	r.setVerdict(exitError, "ERROR: ", format, a...)
-}
-func (r *ChaosReport) setFail(format string, a ...any) {
-	r.setVerdict(exitFail, "FAIL: ", format, a...)
+	return &ChaosReport{Base: harness.NewBase(), Config: cfg, Kills: []Kill{}}
 }
 
 // span is the length of the chaos, as the verdict says it.
@@ -150,20 +122,9 @@ func (r *ChaosReport) span() string {
 	return r.Config.Duration.String()
 }
 
-func (r *ChaosReport) setOK() {
-	r.setVerdict(exitOK, "OK: ", "chaos %s, %d kills (%d producers, %d consumers), %d messages delivered, %d lost to killed consumers, worst stall %s",
-		r.span(), len(r.Kills), r.KilledProducers, r.KilledConsumers, r.Delivered, r.Lost.Seen, ns(int64(r.WorstStall.Seconds*1e9)))
-}
-
-func (r *ChaosReport) addChild(c *child) {
-	r.Children = append(r.Children, newChildReport(c))
-	r.CPU.add(c)
-}
-
-func (r *ChaosReport) setQueueStats(s mpmc.Stats) { r.Queue = newQueueCounters(s) }
-
-// setJudgement fills in the judged counts and the throughput.
-func (r *ChaosReport) setJudgement(j ChaosJudgement, goTime time.Time) {
+// setJudgement fills in the verdict, the judged counts and the throughput.
+func (r *ChaosReport) setJudgement(j ChaosJudgement) {
+	r.Adopt(j.Verdict)
 	r.Lost, r.Duplicates, r.Reordered = j.Lost, j.Duplicates, j.Reordered
 	if r.Verified != nil {
 		r.Acknowledged = r.Verified.Sent
@@ -192,14 +153,7 @@ func (r *ChaosReport) takeEvidence(when, path string, kills []Kill) {
 }
 
 // WriteJSON prints the report as one JSON document.
-func (r *ChaosReport) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
-}
-
-// WriteChildStderr prints the error output of every child that wrote any.
-func (r *ChaosReport) WriteChildStderr(w io.Writer) { writeChildStderr(w, r.Children) }
+func (r *ChaosReport) WriteJSON(w io.Writer) error { return harness.WriteJSON(w, r) }
 
 // WriteText prints the report for people; its last line is the verdict.
 func (r *ChaosReport) WriteText(w io.Writer) {
@@ -214,13 +168,7 @@ func (r *ChaosReport) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "chaos:      %d producers, %d consumers, %v, a kill every %v on average (+-50%%), replaced %s, %d-byte messages, capacity %d, recovery timeout %v, redelivery %s, seed %d\n",
 		c.Producers, c.Consumers, c.Duration, c.KillEvery, respawn, c.Size, c.Capacity, c.RecoveryTimeout, redeliver, c.Seed)
-	if r.Path != "" {
-		state := "removed"
-		if !r.Removed {
-			state = "NOT removed"
-		}
-		fmt.Fprintf(w, "segment:    %s (%s)\n", r.Path, state)
-	}
+	r.WriteSegment(w)
 	if r.Interrupted != "" {
 		fmt.Fprintf(w, "stopped:    early, by %s, after %.1f s: the queue was shut down and drained\n", r.Interrupted, r.ChaosSeconds)
 	}
@@ -268,10 +216,7 @@ func (r *ChaosReport) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "    %s\n", line)
 		}
 	}
-	for _, n := range r.Notes {
-		fmt.Fprintf(w, "note:       %s\n", n)
-	}
-	fmt.Fprintln(w, r.Verdict)
+	r.WriteTail(w)
 }
 
 func killList(ks []Kill) string {
@@ -287,20 +232,10 @@ func killList(ks []Kill) string {
 
 // childSummary counts children by how they ended.
 func (r *ChaosReport) childSummary() string {
-	ok, killed, bad := 0, 0, []string{}
-	for _, c := range r.Children {
-		switch {
-		case c.Killed && c.Problem != "" && strings.Contains(c.Problem, "killed by the stress tester"):
-			killed++
-		case c.Problem == "":
-			ok++
-		default:
-			bad = append(bad, c.Problem)
-		}
-	}
-	s := fmt.Sprintf("%d started: %d killed, %d exited cleanly", len(r.Children), killed, ok)
-	if len(bad) > 0 {
-		s += "; " + strings.Join(bad, "; ")
+	clean, killed, problems := r.ChildCounts()
+	s := fmt.Sprintf("%d started: %d killed, %d exited cleanly", len(r.Children), len(killed), clean)
+	if len(problems) > 0 {
+		s += "; " + strings.Join(problems, "; ")
 	}
 	return s
 }

@@ -3,7 +3,6 @@ package main
 // `stress clean`: remove the queue segments that no live process uses.
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,37 +10,49 @@ import (
 	"sort"
 
 	"github.com/shmq/mpmc"
+	"github.com/shmq/mpmc/stress/internal/harness"
 )
 
+// cleanReport is what `stress clean` removed, or with -n would remove.
+type cleanReport struct {
+	harness.Verdict
+	Dir         string   `json:"dir"`
+	Removed     []string `json:"removed"`
+	WouldRemove []string `json:"would_remove,omitempty"` // -n: each with its creator and dead participants
+}
+
 func cleanCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("clean", flag.ContinueOnError)
+	b := newByHand("clean", "", stdout)
+	fs, out := b.fs, &b.out
 	dir := fs.String("dir", "/dev/shm", "directory whose unused queue segments are removed")
 	dry := fs.Bool("n", false, "only list the segments that would be removed: those without a live participant")
-	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
+	if code := b.parse(args, stderr); code >= 0 {
 		return code
 	}
+	rep := &cleanReport{Dir: *dir, Removed: []string{}}
 	if *dry {
 		unused, err := unusedSegments(*dir)
 		if err != nil {
-			fmt.Fprintf(stdout, "ERROR: clean: %v\n", err)
-			return exitError
+			return out.error(harness.CauseQueue, "clean: %v", err)
 		}
+		rep.WouldRemove = unused
 		for _, u := range unused {
-			fmt.Fprintf(stdout, "would remove %s\n", u)
+			out.say("would remove %s", u)
 		}
-		fmt.Fprintf(stdout, "OK: %d unused queue segments in %s (nothing removed: -n)\n", len(unused), *dir)
-		return exitOK
+		rep.OK("%d unused queue segments in %s (nothing removed: -n)", len(unused), *dir)
+		return out.end(rep)
 	}
 	removed, err := mpmc.Clean(*dir)
+	rep.Removed = append(rep.Removed, removed...)
 	for _, p := range removed {
-		fmt.Fprintf(stdout, "removed %s\n", p)
+		out.say("removed %s", p)
 	}
 	if err != nil {
-		fmt.Fprintf(stdout, "ERROR: clean: %v (after removing %d)\n", err, len(removed))
-		return exitError
+		rep.Error(harness.CauseQueue, "clean: %v (after removing %d)", err, len(removed))
+	} else {
+		rep.OK("removed %d unused queue segments from %s", len(removed), *dir)
 	}
-	fmt.Fprintf(stdout, "OK: removed %d unused queue segments from %s\n", len(removed), *dir)
-	return exitOK
+	return out.end(rep)
 }
 
 // unusedSegments lists the queue segments of dir whose participants are all

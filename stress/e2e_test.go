@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/shmq/mpmc"
+
+	"github.com/shmq/mpmc/stress/internal/proc"
 )
 
 // raceBuild is set by race_test.go when the tests run with -race.
@@ -162,6 +164,22 @@ func expect(t *testing.T, r result, code int, prefix string) {
 	}
 }
 
+// waitForSegment waits, for 30 s at most, until the run under test has
+// created its segment at path.
+func waitForSegment(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run never created its segment")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func gone(t *testing.T, path string) {
 	t.Helper()
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
@@ -194,8 +212,8 @@ func TestRunDefaultPathJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, r.stdout)
 	}
-	if rep.Verdict != "OK: 30001 messages, 2 producers, 3 consumers, exactly-once verified" || rep.ExitCode != 0 {
-		t.Fatalf("verdict %q, exit code %d", rep.Verdict, rep.ExitCode)
+	if rep.Line != "OK: 30001 messages, 2 producers, 3 consumers, exactly-once verified" || rep.ExitCode != 0 {
+		t.Fatalf("verdict %q, exit code %d", rep.Line, rep.ExitCode)
 	}
 	if rep.Latency == nil || rep.Latency.Count != 30001 || rep.Latency.P50 <= 0 || rep.Latency.Max < rep.Latency.P999 {
 		t.Fatalf("latency: %+v", rep.Latency)
@@ -297,7 +315,7 @@ func TestChildDies(t *testing.T) {
 	for _, who := range []string{"consumer:1:2000", "producer:2:3000"} {
 		t.Run(strings.ReplaceAll(who, ":", "_"), func(t *testing.T) {
 			path := shmPath(t, "dies")
-			r := run(t, []string{testExitEnv + "=" + who}, "run", "-producers", "3", "-consumers", "3", "-messages", "300000", "-path", path)
+			r := run(t, []string{proc.TestExitEnv + "=" + who}, "run", "-producers", "3", "-consumers", "3", "-messages", "300000", "-path", path)
 			expect(t, r, 2, "ERROR: ")
 			role, id, _ := strings.Cut(who, ":")
 			id, _, _ = strings.Cut(id, ":")
@@ -327,16 +345,7 @@ func TestInterrupt(t *testing.T) {
 	path := shmPath(t, "interrupt")
 	cmd, out, errb := start(t, nil, "run", "-producers", "2", "-consumers", "2", "-duration", "2m", "-path", path)
 	// Wait until the run is under way, then press Ctrl-C.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the run never created its segment")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForSegment(t, path)
 	time.Sleep(time.Second)
 	cmd.Process.Signal(syscall.SIGINT)
 	r := wait(t, cmd, out, errb)

@@ -3,42 +3,38 @@ package main
 // `stress inspect`: ipcs for queue segments.
 
 import (
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 
 	"github.com/shmq/mpmc"
+	"github.com/shmq/mpmc/stress/internal/harness"
 )
 
+// inspectReport is a segment's description; under -json, the fields of
+// mpmc.Info at the top level, with the verdict.
+type inspectReport struct {
+	harness.Verdict
+	mpmc.Info
+}
+
 func inspectCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	path := fs.String("path", "", "queue segment to inspect")
-	asJSON := fs.Bool("json", false, "print mpmc.Info as JSON")
-	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
-		return code
-	}
-	if code := requirePath(stdout, "inspect", *path); code >= 0 {
+	b := newByHand("inspect", "queue segment to inspect", stdout)
+	path, out := b.path, &b.out
+	if code := b.parse(args, stderr); code >= 0 {
 		return code
 	}
 	info, err := mpmc.Inspect(*path)
 	if err != nil {
-		return queueError(stdout, "inspect", *path, err)
+		return queueError(out, "inspect", *path, err)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(info); err != nil {
-			fmt.Fprintf(stderr, "ERROR: inspect: %v\n", err)
-			return exitError
-		}
-		return exitOK
+	if !out.json {
+		writeInfo(stdout, info)
 	}
-	writeInfo(stdout, info)
-	fmt.Fprintf(stdout, "OK: %s is a queue segment, version %d.%d\n", *path, info.VersionMajor, info.VersionMinor)
-	return exitOK
+	rep := &inspectReport{Info: info}
+	rep.OK("%s is a queue segment, version %d.%d", *path, info.VersionMajor, info.VersionMinor)
+	return out.end(rep)
 }
 
 // writeInfo prints a segment's description.

@@ -43,21 +43,62 @@ type loopStats struct {
 	CorruptSamples []string
 }
 
-// producerLoop is one producer: messages 0, 1, 2... of producer id, each
-// stamped with its send time just before Enqueue. It stops after count
-// messages (0 = no limit), at deadline (zero = none), when ctx is cancelled,
-// or when the queue is shut down. Any other error from the queue is
-// returned: it means the queue misbehaved.
-func producerLoop(ctx context.Context, q *mpmc.Queue, clk *monoClock, id uint32, count uint64, deadline time.Time, size int, seed uint64, hook func(uint64)) (loopStats, error) {
+// count counts one message sent or received at now, and calls hook.
+func (st *loopStats) count(now int64, hook func(uint64)) {
+	if st.FirstNs == 0 {
+		st.FirstNs = now
+	}
+	st.LastNs = now
+	st.Messages++
+	if hook != nil {
+		hook(st.Messages)
+	}
+}
+
+// loopConfig is what the producer and the consumer loops share.
+type loopConfig struct {
+	Clock *monoClock
+	// Size is the message size: what a producer sends, what a consumer
+	// expects (0: any length).
+	Size int
+	Seed uint64 // seed of the payloads
+	// Hook, if not nil, is called with the count after each message.
+	Hook func(uint64)
+}
+
+// producerConfig says what a producer loop sends.
+type producerConfig struct {
+	loopConfig
+	ID       uint32    // producer id written in each message
+	Count    uint64    // messages to send, 0: no limit
+	Deadline time.Time // when to stop, zero: none
+}
+
+// consumerConfig says how a consumer loop checks and records.
+type consumerConfig struct {
+	loopConfig
+	Limit uint64 // messages to take, 0: no limit
+	// Hist receives each intact message's latency.
+	Hist *hdrhistogram.Histogram
+	// Sink receives each message's record.
+	Sink func(verify.Record) error
+}
+
+// producerLoop is one producer: messages 0, 1, 2... of producer cfg.ID,
+// each stamped with its send time just before Enqueue. It stops after
+// cfg.Count messages, at cfg.Deadline, when ctx is cancelled, or when the
+// queue is shut down. Any other error from the queue is returned: it means
+// the queue misbehaved.
+func producerLoop(ctx context.Context, q *mpmc.Queue, cfg producerConfig) (loopStats, error) {
 	var st loopStats
-	msg := make([]byte, size)
+	msg := make([]byte, cfg.Size)
 	for seq := uint64(0); ; seq++ {
-		if count != 0 && seq >= count {
+		if cfg.Count != 0 && seq >= cfg.Count {
 			st.Stop = stopCount
 			return st, nil
 		}
 		if seq%64 == 0 {
-			if !deadline.IsZero() && !time.Now().Before(deadline) {
+			if !cfg.Deadline.IsZero() && !time.Now().Before(cfg.Deadline) {
 				st.Stop = stopDuration
 				return st, nil
 			}
@@ -66,8 +107,8 @@ func producerLoop(ctx context.Context, q *mpmc.Queue, clk *monoClock, id uint32,
 				return st, nil
 			}
 		}
-		now := clk.Now()
-		message.Encode(msg, seed, message.Header{Producer: id, Seq: seq, Sent: now})
+		now := cfg.Clock.Now()
+		message.Encode(msg, cfg.Seed, message.Header{Producer: cfg.ID, Seq: seq, Sent: now})
 		if err := q.Enqueue(ctx, msg); err != nil {
 			switch {
 			case errors.Is(err, mpmc.ErrClosed):
@@ -77,28 +118,21 @@ func producerLoop(ctx context.Context, q *mpmc.Queue, clk *monoClock, id uint32,
 				st.Stop = stopSignal
 				return st, nil
 			}
-			return st, fmt.Errorf("enqueue of producer %d seq %d: %w", id, seq, err)
+			return st, fmt.Errorf("enqueue of producer %d seq %d: %w", cfg.ID, seq, err)
 		}
-		if st.FirstNs == 0 {
-			st.FirstNs = now
-		}
-		st.LastNs = now
-		st.Messages++
-		if hook != nil {
-			hook(st.Messages)
-		}
+		st.count(now, cfg.Hook)
 	}
 }
 
-// consumerLoop dequeues until the queue is shut down and drained, limit
-// messages were taken (0 = no limit), ctx is done (a deadline of ctx counts
-// as the -duration ending) or the queue misbehaves. Each message is checked
-// (length when size > 0, checksum, payload), its latency recorded in hist,
-// and its record passed to sink.
-func consumerLoop(ctx context.Context, q *mpmc.Queue, clk *monoClock, limit uint64, size int, seed uint64, hist *hdrhistogram.Histogram, sink func(verify.Record) error, hook func(uint64)) (loopStats, error) {
+// consumerLoop dequeues until the queue is shut down and drained,
+// cfg.Limit messages were taken, ctx is done (a deadline of ctx counts as
+// the -duration ending) or the queue misbehaves. Each message is checked
+// (length when cfg.Size > 0, checksum, payload), its latency recorded in
+// cfg.Hist, and its record passed to cfg.Sink.
+func consumerLoop(ctx context.Context, q *mpmc.Queue, cfg consumerConfig) (loopStats, error) {
 	var st loopStats
-	buf := make([]byte, max(q.SlotSize(), size))
-	for limit == 0 || st.Messages < limit {
+	buf := make([]byte, max(q.SlotSize(), cfg.Size))
+	for cfg.Limit == 0 || st.Messages < cfg.Limit {
 		n, err := q.Dequeue(ctx, buf)
 		if err != nil {
 			switch {
@@ -113,10 +147,10 @@ func consumerLoop(ctx context.Context, q *mpmc.Queue, clk *monoClock, limit uint
 			}
 			return st, nil
 		}
-		now := clk.Now()
-		h, derr := message.Decode(buf[:n], seed)
-		if derr == nil && size > 0 && n != size {
-			derr = fmt.Errorf("producer %d seq %d: %d bytes, expected %d", h.Producer, h.Seq, n, size)
+		now := cfg.Clock.Now()
+		h, derr := message.Decode(buf[:n], cfg.Seed)
+		if derr == nil && cfg.Size > 0 && n != cfg.Size {
+			derr = fmt.Errorf("producer %d seq %d: %d bytes, expected %d", h.Producer, h.Seq, n, cfg.Size)
 		}
 		rec := verify.Record{Producer: h.Producer, Seq: h.Seq, At: now}
 		if derr != nil || h.Producer > verify.MaxProducer {
@@ -126,19 +160,12 @@ func consumerLoop(ctx context.Context, q *mpmc.Queue, clk *monoClock, limit uint
 				st.CorruptSamples = append(st.CorruptSamples, fmt.Sprintf("message %d: %v", st.Messages, derr))
 			}
 		} else {
-			hist.RecordValue(min(max(now-h.Sent, latencyMin), latencyMax))
+			cfg.Hist.RecordValue(min(max(now-h.Sent, latencyMin), latencyMax))
 		}
-		if err := sink(rec); err != nil {
+		if err := cfg.Sink(rec); err != nil {
 			return st, fmt.Errorf("writing record: %w", err)
 		}
-		if st.FirstNs == 0 {
-			st.FirstNs = now
-		}
-		st.LastNs = now
-		st.Messages++
-		if hook != nil {
-			hook(st.Messages)
-		}
+		st.count(now, cfg.Hook)
 	}
 	st.Stop = stopCount
 	return st, nil

@@ -14,7 +14,9 @@
 //	stress clean [-dir D] [-n]    remove queue segments nobody uses
 //
 // Every command ends with one verdict line on stdout, "OK: ...", "FAIL: ..."
-// or "ERROR: ...", and exits 0, 1 or 2 accordingly. See README.md.
+// or "ERROR: ...", and exits 0, 1 or 2 accordingly; with -json, every
+// command prints its report, verdict included, as one JSON document
+// instead. See README.md.
 package main
 
 import (
@@ -24,9 +26,13 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/shmq/mpmc"
+	"github.com/shmq/mpmc/stress/internal/harness"
 	"github.com/shmq/mpmc/stress/internal/message"
+	"github.com/shmq/mpmc/stress/internal/proc"
 	"golang.org/x/term"
 )
 
@@ -47,28 +53,51 @@ const (
 	maxSize = 16 << 20
 )
 
-const usage = `usage: stress [command] [flags]
+// command is one of stress's commands.
+type command struct {
+	name, summary string
+	run           func(args []string, stdout, stderr io.Writer) int
+}
 
-commands:
-  run        (default) create a fresh queue, start -producers and -consumers
-             processes, send -messages (or run for -duration), shut down,
-             verify exactly-once delivery and report
-  produce    produce into the queue at -path (created if missing)
-  consume    consume from the queue at -path (created if missing) until it is
-             shut down, or -messages / -duration / Ctrl-C
-  create     create an empty queue segment at -path
-  shutdown   shut down the queue at -path: producers stop, consumers drain it
-  inspect    print the header, positions, waiters, participants and counters
-             of the segment at -path, without joining it
-  chaos      run producers and consumers for -duration while random ones are
-             SIGKILLed every -kill-every and replaced; verify that the queue
-             never wedges and loses nothing the kills do not explain
-  clean      remove the queue segments in -dir (/dev/shm) that no live
-             process uses; -n only lists them
+// commands are the commands `stress -h` lists, in its order. run is the
+// default.
+var commands = []command{
+	{"run", "(default) create a fresh queue, start -producers and -consumers\nprocesses, send -messages (or run for -duration), shut down, verify\nexactly-once delivery and report", runCmd},
+	{"produce", "produce into the queue at -path (created if missing)", produceCmd},
+	{"consume", "consume from the queue at -path (created if missing) until it is\nshut down, or -messages / -duration / Ctrl-C", consumeCmd},
+	{"create", "create an empty queue segment at -path", createCmd},
+	{"shutdown", "shut down the queue at -path: producers stop, consumers drain it", shutdownCmd},
+	{"inspect", "print the header, positions, waiters, participants and counters\nof the segment at -path, without joining it", inspectCmd},
+	{"chaos", "run producers and consumers for -duration while random ones are\nSIGKILLed every -kill-every and replaced; verify that the queue\nnever wedges and loses nothing the kills do not explain", chaosCmd},
+	{"clean", "remove the queue segments in -dir (/dev/shm) that no live\nprocess uses; -n only lists them", cleanCmd},
+}
 
-"stress COMMAND -h" lists a command's flags. The last line of every command is
-its verdict: "OK: ..." (exit 0), "FAIL: ..." (exit 1) or "ERROR: ..." (exit 2).
-`
+// writeUsage lists the commands.
+func writeUsage(w io.Writer) {
+	fmt.Fprint(w, "usage: stress [command] [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		for i, line := range strings.Split(c.summary, "\n") {
+			name := ""
+			if i == 0 {
+				name = c.name
+			}
+			fmt.Fprintf(w, "  %-10s %s\n", name, line)
+		}
+	}
+	fmt.Fprint(w, `
+"stress COMMAND -h" lists a command's flags; every command takes -json, which
+prints its report, verdict included, as one JSON document. The last line of
+every command is its verdict: "OK: ..." (exit 0), "FAIL: ..." (exit 1) or
+"ERROR: ..." (exit 2).
+`)
+}
+
+// Exit statuses of the stress command (and of its children).
+const (
+	exitOK    = proc.ExitOK
+	exitFail  = proc.ExitFail
+	exitError = proc.ExitError
+)
 
 func main() {
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
@@ -77,36 +106,28 @@ func main() {
 // dispatch runs the command named by args[0] (run if none) and returns the
 // exit status.
 func dispatch(args []string, stdout, stderr io.Writer) int {
-	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	switch cmd {
-	case "run":
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		switch {
+		case len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
+			writeUsage(stdout)
+			return exitOK
+		}
 		return runCmd(args, stdout, stderr)
-	case "produce":
-		return produceCmd(args, stdout, stderr)
-	case "consume":
-		return consumeCmd(args, stdout, stderr)
-	case "create":
-		return createCmd(args, stdout, stderr)
-	case "shutdown":
-		return shutdownCmd(args, stdout, stderr)
-	case "inspect":
-		return inspectCmd(args, stdout, stderr)
-	case "chaos":
-		return chaosCmd(args, stdout, stderr)
-	case "clean":
-		return cleanCmd(args, stdout, stderr)
-	case cmdChildProducer:
-		return childMain(roleProducer, args)
-	case cmdChildConsumer:
-		return childMain(roleConsumer, args)
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case proc.Command:
+		return childMain(args)
 	case "help":
-		fmt.Fprint(stdout, usage)
+		writeUsage(stdout)
 		return exitOK
 	}
-	fmt.Fprint(stderr, usage)
+	for _, c := range commands {
+		if c.name == cmd {
+			return c.run(args, stdout, stderr)
+		}
+	}
+	writeUsage(stderr)
 	fmt.Fprintf(stdout, "ERROR: unknown command %q\n", cmd)
 	return exitError
 }
@@ -148,20 +169,57 @@ func checkGeometry(size, capacity int) error {
 	return nil
 }
 
+// fleetConfig is what `stress run` and `stress chaos` both ask for: the
+// children, the queue they share, the payloads and the bound on the whole
+// run.
+type fleetConfig struct {
+	Producers int           `json:"producers"`
+	Consumers int           `json:"consumers"`
+	Size      int           `json:"size"`
+	Capacity  int           `json:"capacity"`
+	Path      string        `json:"path"`
+	Seed      uint64        `json:"seed"`
+	Timeout   time.Duration `json:"timeout_ns"`
+
+	json bool
+}
+
+// fleetFlags defines the flags of fleetConfig on fs; timeout says what
+// -timeout 0 means, what the seed seeds.
+func fleetFlags(fs *flag.FlagSet, c *fleetConfig, producers, consumers, seeds, timeout string) {
+	fs.IntVar(&c.Producers, "producers", defaultProducers, producers)
+	fs.IntVar(&c.Consumers, "consumers", defaultConsumers, consumers)
+	fs.IntVar(&c.Size, "size", defaultSize, fmt.Sprintf("total message size in bytes, header (%d bytes) included; also the queue's slot size", message.HeaderSize))
+	fs.IntVar(&c.Capacity, "capacity", defaultCapacity, "queue capacity in messages (power of two)")
+	fs.StringVar(&c.Path, "path", "", "segment to create (must not exist; default: a unique name under /dev/shm); removed at the end")
+	fs.Uint64Var(&c.Seed, "seed", defaultSeed, seeds)
+	fs.DurationVar(&c.Timeout, "timeout", 0, "kill everything and fail if the run takes longer (0: "+timeout+")")
+	fs.BoolVar(&c.json, "json", false, "print the whole report as JSON")
+}
+
+// check validates the fleet: the children fit the participants table, the
+// command's own checks pass, and the geometry is one the stress tester can
+// create.
+func (c fleetConfig) check(own func() error) error {
+	switch {
+	case c.Producers < 1 || c.Consumers < 1:
+		return fmt.Errorf("-producers and -consumers must be at least 1")
+	case c.Producers+c.Consumers > maxChildren:
+		return fmt.Errorf("-producers + -consumers is %d, at most %d fit the queue's participants table", c.Producers+c.Consumers, maxChildren)
+	}
+	if err := own(); err != nil {
+		return err
+	}
+	return checkGeometry(c.Size, c.Capacity)
+}
+
 func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var cfg runConfig
-	fs.IntVar(&cfg.Producers, "producers", defaultProducers, "number of producer processes")
-	fs.IntVar(&cfg.Consumers, "consumers", defaultConsumers, "number of consumer processes")
+	fleetFlags(fs, &cfg.fleetConfig, "number of producer processes", "number of consumer processes", "seed of the message payloads", "2m + 2x -duration + 20us per message")
 	fs.Uint64Var(&cfg.Messages, "messages", defaultMessages, "messages to send in all, split among producers (0 with -duration: no limit)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "shut the queue down after this long (0: when every message is sent); alone, it lifts the -messages default")
-	fs.IntVar(&cfg.Size, "size", defaultSize, fmt.Sprintf("total message size in bytes, header (%d bytes) included; also the queue's slot size", message.HeaderSize))
-	fs.IntVar(&cfg.Capacity, "capacity", defaultCapacity, "queue capacity in messages (power of two)")
-	fs.StringVar(&cfg.Path, "path", "", "segment to create (must not exist; default: a unique name under /dev/shm); removed at the end")
-	fs.BoolVar(&cfg.json, "json", false, "print the whole report as JSON")
-	fs.Uint64Var(&cfg.Seed, "seed", defaultSeed, "seed of the message payloads")
 	fs.DurationVar(&cfg.Spin, "spin", mpmc.DefaultSpin, "spin budget of every child before it sleeps on the futex (0: sleep at once, negative: never sleep)")
-	fs.DurationVar(&cfg.Timeout, "timeout", 0, "kill everything and fail if the run takes longer (0: 2m + 2x -duration + 20us per message)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: stress run [flags]\n\nRuns producer and consumer processes against a fresh queue and verifies\nexactly-once delivery. Flags:\n")
 		fs.PrintDefaults()
@@ -172,24 +230,20 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if cfg.Duration > 0 && !flagSet(fs, "messages") {
 		cfg.Messages = 0
 	}
-	bad := func(format string, a ...any) int {
-		fmt.Fprintf(stdout, "ERROR: run: "+format+"\n", a...)
-		return exitError
-	}
-	switch {
-	case cfg.Producers < 1 || cfg.Consumers < 1:
-		return bad("-producers and -consumers must be at least 1")
-	case cfg.Producers+cfg.Consumers > maxChildren:
-		return bad("-producers + -consumers is %d, at most %d fit the queue's participants table", cfg.Producers+cfg.Consumers, maxChildren)
-	case cfg.Duration < 0 || cfg.Timeout < 0:
-		return bad("-duration and -timeout must not be negative")
-	case cfg.Messages == 0 && cfg.Duration == 0:
-		return bad("nothing to do: give -messages > 0 or a -duration")
-	case cfg.Messages/uint64(cfg.Producers) >= 1<<62:
-		return bad("-messages %d is too large", cfg.Messages)
-	}
-	if err := checkGeometry(cfg.Size, cfg.Capacity); err != nil {
-		return bad("%v", err)
+	out := output{stdout, cfg.json}
+	err := cfg.check(func() error {
+		switch {
+		case cfg.Duration < 0 || cfg.Timeout < 0:
+			return fmt.Errorf("-duration and -timeout must not be negative")
+		case cfg.Messages == 0 && cfg.Duration == 0:
+			return fmt.Errorf("nothing to do: give -messages > 0 or a -duration")
+		case cfg.Messages/uint64(cfg.Producers) >= 1<<62:
+			return fmt.Errorf("-messages %d is too large", cfg.Messages)
+		}
+		return nil
+	})
+	if err != nil {
+		return out.error(harness.CauseUsage, "run: %v", err)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = autoTimeout(cfg)
@@ -197,14 +251,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	cfg.progress = !cfg.json && isTerminal(stdout)
 	rep := runStress(cfg)
 	rep.WriteChildStderr(stderr)
-	if cfg.json {
-		if err := rep.WriteJSON(stdout); err != nil {
-			fmt.Fprintf(stderr, "writing the report: %v\n", err)
-		}
-	} else {
-		rep.WriteText(stdout)
-	}
-	return rep.ExitCode
+	return out.end(rep)
 }
 
 // isTerminal reports whether w is a terminal.
@@ -216,19 +263,12 @@ func isTerminal(w io.Writer) bool {
 func chaosCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	var cfg chaosConfig
-	fs.IntVar(&cfg.Producers, "producers", defaultProducers, "producer processes running at any time")
-	fs.IntVar(&cfg.Consumers, "consumers", defaultConsumers, "consumer processes running at any time")
+	fleetFlags(fs, &cfg.fleetConfig, "producer processes running at any time", "consumer processes running at any time", "seed of the message payloads and of the kill schedule", "-duration + 1m30s")
 	fs.DurationVar(&cfg.Duration, "duration", defaultChaosDuration, "how long the kills go on; then the queue is shut down and drained")
 	fs.DurationVar(&cfg.KillEvery, "kill-every", defaultKillEvery, "mean time between two kills (each interval is drawn within +-50%)")
-	fs.IntVar(&cfg.Size, "size", defaultSize, fmt.Sprintf("total message size in bytes, header (%d bytes) included; also the queue's slot size", message.HeaderSize))
-	fs.IntVar(&cfg.Capacity, "capacity", defaultCapacity, "queue capacity in messages (power of two)")
 	fs.BoolVar(&cfg.Redeliver, "redeliver", false, "create the queue with Config.Redeliver: a killed consumer's taken message is enqueued again")
 	fs.DurationVar(&cfg.RecoveryTimeout, "recovery-timeout", mpmc.DefaultRecoveryTimeout, "passed to every child's SetRecoveryTimeout: how long a claim may hold others up before its owner's liveness is checked")
 	fs.DurationVar(&cfg.RespawnDelay, "respawn-delay", 0, "start the replacement of a killed child this long after the kill (0: at once); a delay longer than the recovery timeout leaves recovery to the survivors' stall checks instead of the newcomer's sweep in Open")
-	fs.Uint64Var(&cfg.Seed, "seed", defaultSeed, "seed of the message payloads and of the kill schedule")
-	fs.StringVar(&cfg.Path, "path", "", "segment to create (must not exist; default: a unique name under /dev/shm); removed at the end")
-	fs.DurationVar(&cfg.Timeout, "timeout", 0, "kill everything and fail if the run takes longer (0: -duration + 1m30s)")
-	fs.BoolVar(&cfg.json, "json", false, "print the whole report as JSON")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: stress chaos [flags]\n\nRuns producer and consumer processes against a fresh queue while random ones\nare SIGKILLed and replaced, then verifies that the queue never wedged and lost,\nduplicated or reordered nothing the kills do not explain. Flags:\n")
 		fs.PrintDefaults()
@@ -236,36 +276,25 @@ func chaosCmd(args []string, stdout, stderr io.Writer) int {
 	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
 		return code
 	}
-	bad := func(format string, a ...any) int {
-		fmt.Fprintf(stdout, "ERROR: chaos: "+format+"\n", a...)
-		return exitError
-	}
-	switch {
-	case cfg.Producers < 1 || cfg.Consumers < 1:
-		return bad("-producers and -consumers must be at least 1")
-	case cfg.Producers+cfg.Consumers > maxChildren:
-		return bad("-producers + -consumers is %d, at most %d fit the queue's participants table", cfg.Producers+cfg.Consumers, maxChildren)
-	case cfg.Duration <= 0:
-		return bad("-duration must be positive")
-	case cfg.KillEvery < minKillEvery:
-		return bad("-kill-every %v: at least %v (processes take milliseconds to start)", cfg.KillEvery, minKillEvery)
-	case cfg.RecoveryTimeout < 0 || cfg.Timeout < 0 || cfg.RespawnDelay < 0:
-		return bad("-recovery-timeout, -respawn-delay and -timeout must not be negative")
-	}
-	if err := checkGeometry(cfg.Size, cfg.Capacity); err != nil {
-		return bad("%v", err)
+	out := output{stdout, cfg.json}
+	err := cfg.check(func() error {
+		switch {
+		case cfg.Duration <= 0:
+			return fmt.Errorf("-duration must be positive")
+		case cfg.KillEvery < minKillEvery:
+			return fmt.Errorf("-kill-every %v: at least %v (processes take milliseconds to start)", cfg.KillEvery, minKillEvery)
+		case cfg.RecoveryTimeout < 0 || cfg.Timeout < 0 || cfg.RespawnDelay < 0:
+			return fmt.Errorf("-recovery-timeout, -respawn-delay and -timeout must not be negative")
+		}
+		return nil
+	})
+	if err != nil {
+		return out.error(harness.CauseUsage, "chaos: %v", err)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = autoChaosTimeout(cfg)
 	}
 	rep := runChaos(cfg)
 	rep.WriteChildStderr(stderr)
-	if cfg.json {
-		if err := rep.WriteJSON(stdout); err != nil {
-			fmt.Fprintf(stderr, "writing the report: %v\n", err)
-		}
-	} else {
-		rep.WriteText(stdout)
-	}
-	return rep.ExitCode
+	return out.end(rep)
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/shmq/mpmc"
+	"github.com/shmq/mpmc/stress/internal/harness"
 	"github.com/shmq/mpmc/stress/internal/verify"
 )
 
@@ -47,30 +48,64 @@ func openOrCreate(path string, capacity, size int) (q *mpmc.Queue, created bool,
 	return nil, false, err
 }
 
-// queueError turns an error opening or creating a queue into an ERROR line.
-func queueError(stdout io.Writer, cmd, path string, err error) int {
+// queueError ends a command whose queue could not be opened or created
+// with an ERROR verdict.
+func queueError(out *output, cmd, path string, err error) int {
 	switch {
 	case errors.Is(err, mpmc.ErrBadSegment):
-		fmt.Fprintf(stdout, "ERROR: %s: %s is not a usable queue segment: %v\n", cmd, path, err)
+		return out.error(harness.CauseQueue, "%s: %s is not a usable queue segment: %v", cmd, path, err)
 	case errors.Is(err, syscall.ENOSPC):
-		fmt.Fprintf(stdout, "ERROR: %s: no room for the segment %s: %v\n", cmd, path, err)
-	default:
-		fmt.Fprintf(stdout, "ERROR: %s: %v\n", cmd, err)
+		return out.error(harness.CauseQueue, "%s: no room for the segment %s: %v", cmd, path, err)
 	}
-	return exitError
+	return out.error(harness.CauseQueue, "%s: %v", cmd, err)
 }
 
-func requirePath(stdout io.Writer, cmd, path string) int {
-	if path == "" {
-		fmt.Fprintf(stdout, "ERROR: %s: -path is required\n", cmd)
-		return exitError
+// byHand is a by-hand command's flag set, its -path and its output.
+type byHand struct {
+	fs   *flag.FlagSet
+	path *string
+	out  output
+}
+
+// newByHand makes the flag set of command name with -json, and -path
+// (described by pathUsage) unless pathUsage is empty.
+func newByHand(name, pathUsage string, stdout io.Writer) *byHand {
+	b := &byHand{fs: flag.NewFlagSet(name, flag.ContinueOnError), out: output{w: stdout}}
+	if pathUsage != "" {
+		b.path = b.fs.String("path", "", pathUsage)
+	}
+	b.fs.BoolVar(&b.out.json, "json", false, "print the report, verdict included, as one JSON document")
+	return b
+}
+
+// parse parses args and checks that -path (if the command has one) is
+// given. It returns -1 when the command may go on, otherwise the exit
+// status to return (after printing the verdict).
+func (b *byHand) parse(args []string, stderr io.Writer) int {
+	if code := parseFlags(b.fs, args, b.out.w, stderr); code >= 0 {
+		return code
+	}
+	if b.path != nil && *b.path == "" {
+		return b.out.error(harness.CauseUsage, "%s: -path is required", b.fs.Name())
 	}
 	return -1
 }
 
+// produceReport is what `stress produce` did.
+type produceReport struct {
+	harness.Verdict
+	Path     string  `json:"path"`
+	Created  bool    `json:"created"`
+	Producer uint    `json:"producer"`
+	Messages uint64  `json:"messages"`
+	Seconds  float64 `json:"seconds"`
+	Stop     string  `json:"stop"`
+	Shutdown bool    `json:"shutdown"`
+}
+
 func produceCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
-	path := fs.String("path", "", "queue segment (created with -capacity and -size if missing)")
+	b := newByHand("produce", "queue segment (created with -capacity and -size if missing)", stdout)
+	fs, path, out := b.fs, b.path, &b.out
 	id := fs.Uint("id", 0, "producer id written into each message: give each producer its own")
 	messages := fs.Uint64("messages", 1_000_000, "messages to send (0: until -duration, shutdown or Ctrl-C)")
 	duration := fs.Duration("duration", 0, "stop after this long (0: no limit)")
@@ -79,83 +114,108 @@ func produceCmd(args []string, stdout, stderr io.Writer) int {
 	seed := fs.Uint64("seed", defaultSeed, "payload seed (consumers must use the same)")
 	spin := fs.Duration("spin", mpmc.DefaultSpin, "spin budget before sleeping on the futex")
 	shutdown := fs.Bool("shutdown", false, "shut the queue down when done, so that consumers drain it and stop")
-	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
-		return code
-	}
-	if code := requirePath(stdout, "produce", *path); code >= 0 {
+	if code := b.parse(args, stderr); code >= 0 {
 		return code
 	}
 	if *id > verify.MaxProducer || *duration < 0 {
-		fmt.Fprintf(stdout, "ERROR: produce: -id must be at most %d and -duration not negative\n", verify.MaxProducer)
-		return exitError
+		return out.error(harness.CauseUsage, "produce: -id must be at most %d and -duration not negative", verify.MaxProducer)
 	}
 	q, created, err := openOrCreate(*path, *capacity, *size)
 	if err != nil {
-		return queueError(stdout, "produce", *path, err)
+		return queueError(out, "produce", *path, err)
 	}
 	defer q.Close()
 	if err := checkGeometry(*size, 2); err != nil || *size > q.SlotSize() {
-		fmt.Fprintf(stdout, "ERROR: produce: -size %d must be in [%d, slot size %d]\n", *size, 24, q.SlotSize())
-		return exitError
+		return out.error(harness.CauseUsage, "produce: -size %d must be in [%d, slot size %d]", *size, 24, q.SlotSize())
 	}
+	rep := &produceReport{Path: *path, Created: created, Producer: *id, Shutdown: *shutdown}
 	if created {
-		fmt.Fprintf(stdout, "created %s: capacity %d, slot size %d (remove it with rm when done)\n", *path, q.Cap(), q.SlotSize())
+		out.say("created %s: capacity %d, slot size %d (remove it with rm when done)", *path, q.Cap(), q.SlotSize())
 	}
 	q.SetSpin(*spin)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	var deadline time.Time
+	cfg := producerConfig{loopConfig: loopConfig{Clock: newMonoClock(), Size: *size, Seed: *seed}, ID: uint32(*id), Count: *messages}
 	if *duration > 0 {
-		deadline = time.Now().Add(*duration)
+		cfg.Deadline = time.Now().Add(*duration)
 	}
 	start := time.Now()
-	st, err := producerLoop(ctx, q, newMonoClock(), uint32(*id), *messages, deadline, *size, *seed, nil)
+	st, err := producerLoop(ctx, q, cfg)
 	el := time.Since(start)
-	fmt.Fprintf(stdout, "produced %d messages as producer %d (seq 0..%d) in %.2f s, %s msg/s; stopped by %s\n",
+	rep.Messages, rep.Seconds, rep.Stop = st.Messages, el.Seconds(), st.Stop
+	out.say("produced %d messages as producer %d (seq 0..%d) in %.2f s, %s msg/s; stopped by %s",
 		st.Messages, *id, int64(st.Messages)-1, el.Seconds(), thousands(uint64(float64(st.Messages)/el.Seconds())), st.Stop)
 	if *shutdown {
 		q.Shutdown()
-		fmt.Fprintf(stdout, "shut the queue down\n")
+		out.say("shut the queue down")
 	}
 	if err != nil {
-		fmt.Fprintf(stdout, "FAIL: produce: %v\n", err)
-		return exitFail
+		rep.Fail(harness.CauseQueue, "produce: %v", err)
+	} else {
+		rep.OK("produced %d messages as producer %d", st.Messages, *id)
 	}
-	fmt.Fprintf(stdout, "OK: produced %d messages as producer %d\n", st.Messages, *id)
-	return exitOK
+	return out.end(rep)
 }
 
 // producerTrack is what one consumer saw of one producer.
 type producerTrack struct {
-	count, first, last, gaps, backwards uint64
+	Producer  uint32 `json:"producer"`
+	Count     uint64 `json:"messages"`
+	First     uint64 `json:"first_seq"`
+	Last      uint64 `json:"last_seq"`
+	Gaps      uint64 `json:"skipped_over"`
+	Backwards uint64 `json:"not_in_order"`
+}
+
+// observe counts a record of the producer.
+func (t *producerTrack) observe(seq uint64) {
+	switch {
+	case seq <= t.Last:
+		t.Backwards++
+	case seq > t.Last+1:
+		t.Gaps += seq - t.Last - 1
+	}
+	t.Count++
+	t.Last = max(t.Last, seq)
+}
+
+// consumeReport is what `stress consume` saw.
+type consumeReport struct {
+	harness.Verdict
+	Path           string           `json:"path"`
+	Created        bool             `json:"created"`
+	Messages       uint64           `json:"messages"`
+	Seconds        float64          `json:"seconds"`
+	Stop           string           `json:"stop"`
+	Producers      []*producerTrack `json:"producers"`
+	Latency        *Latency         `json:"latency_ns,omitempty"`
+	Corrupt        uint64           `json:"corrupt"`
+	CorruptSamples []string         `json:"corrupt_samples,omitempty"`
 }
 
 func consumeCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("consume", flag.ContinueOnError)
-	path := fs.String("path", "", "queue segment (created with -capacity and -size if missing)")
+	b := newByHand("consume", "queue segment (created with -capacity and -size if missing)", stdout)
+	fs, path, out := b.fs, b.path, &b.out
 	messages := fs.Uint64("messages", 0, "stop after this many messages (0: until the queue is shut down)")
 	duration := fs.Duration("duration", 0, "stop after this long (0: no limit)")
 	size := fs.Int("size", defaultSize, "slot size if the queue is created")
 	capacity := fs.Int("capacity", defaultCapacity, "capacity if the queue is created")
 	seed := fs.Uint64("seed", defaultSeed, "payload seed the producers used")
 	spin := fs.Duration("spin", mpmc.DefaultSpin, "spin budget before sleeping on the futex")
-	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
-		return code
-	}
-	if code := requirePath(stdout, "consume", *path); code >= 0 {
+	if code := b.parse(args, stderr); code >= 0 {
 		return code
 	}
 	if *duration < 0 {
-		fmt.Fprintf(stdout, "ERROR: consume: -duration must not be negative\n")
-		return exitError
+		return out.error(harness.CauseUsage, "consume: -duration must not be negative")
 	}
 	q, created, err := openOrCreate(*path, *capacity, *size)
 	if err != nil {
-		return queueError(stdout, "consume", *path, err)
+		return queueError(out, "consume", *path, err)
 	}
 	defer q.Close()
+	rep := &consumeReport{Path: *path, Created: created, Producers: []*producerTrack{}}
 	if created {
-		fmt.Fprintf(stdout, "created %s: capacity %d, slot size %d (remove it with rm when done)\n", *path, q.Cap(), q.SlotSize())
+		out.say("created %s: capacity %d, slot size %d (remove it with rm when done)", *path, q.Cap(), q.SlotSize())
 	}
 	q.SetSpin(*spin)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -165,112 +225,114 @@ func consumeCmd(args []string, stdout, stderr io.Writer) int {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	fmt.Fprintf(stdout, "consuming from %s until it is shut down (Ctrl-C stops)\n", *path)
+	out.say("consuming from %s until it is shut down (Ctrl-C stops)", *path)
 	tracks := map[uint32]*producerTrack{}
 	sink := func(r verify.Record) error {
-		if r.Corrupt {
-			return nil
-		}
-		t := tracks[r.Producer]
-		switch {
+		switch t := tracks[r.Producer]; {
+		case r.Corrupt:
 		case t == nil:
-			tracks[r.Producer] = &producerTrack{count: 1, first: r.Seq, last: r.Seq}
-			return nil
-		case r.Seq <= t.last:
-			t.backwards++
-		case r.Seq > t.last+1:
-			t.gaps += r.Seq - t.last - 1
+			tracks[r.Producer] = &producerTrack{Producer: r.Producer, Count: 1, First: r.Seq, Last: r.Seq}
+		default:
+			t.observe(r.Seq)
 		}
-		t.count++
-		t.last = max(t.last, r.Seq)
 		return nil
 	}
 	hist := newLatencyHistogram()
 	start := time.Now()
-	st, err := consumerLoop(ctx, q, newMonoClock(), *messages, 0, *seed, hist, sink, nil)
+	st, err := consumerLoop(ctx, q, consumerConfig{loopConfig: loopConfig{Clock: newMonoClock(), Seed: *seed}, Limit: *messages, Hist: hist, Sink: sink})
 	el := time.Since(start)
-	fmt.Fprintf(stdout, "consumed %d messages in %.2f s; stopped by %s\n", st.Messages, el.Seconds(), st.Stop)
-	ids := make([]uint32, 0, len(tracks))
+	rep.Messages, rep.Seconds, rep.Stop, rep.Corrupt, rep.CorruptSamples = st.Messages, el.Seconds(), st.Stop, st.Corrupt, st.CorruptSamples
+	out.say("consumed %d messages in %.2f s; stopped by %s", st.Messages, el.Seconds(), st.Stop)
 	var backwards uint64
-	for id, t := range tracks {
-		ids = append(ids, id)
-		backwards += t.backwards
+	for _, t := range tracks {
+		rep.Producers = append(rep.Producers, t)
+		backwards += t.Backwards
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
-		t := tracks[id]
-		fmt.Fprintf(stdout, "producer %d: %d messages, seq %d..%d, %d skipped over, %d not in increasing order\n", id, t.count, t.first, t.last, t.gaps, t.backwards)
+	sort.Slice(rep.Producers, func(i, j int) bool { return rep.Producers[i].Producer < rep.Producers[j].Producer })
+	for _, t := range rep.Producers {
+		out.say("producer %d: %d messages, seq %d..%d, %d skipped over, %d not in increasing order", t.Producer, t.Count, t.First, t.Last, t.Gaps, t.Backwards)
 	}
-	if hist.TotalCount() > 0 {
-		q := hist.ValueAtPercentilesSlice([]float64{50, 90, 99, 99.9})
-		fmt.Fprintf(stdout, "latency: p50 %v  p90 %v  p99 %v  p99.9 %v  max %v\n", ns(q[0]), ns(q[1]), ns(q[2]), ns(q[3]), ns(hist.Max()))
+	if rep.Latency = newLatency(hist); rep.Latency != nil {
+		l := rep.Latency
+		out.say("latency: p50 %v  p90 %v  p99 %v  p99.9 %v  max %v", ns(l.P50), ns(l.P90), ns(l.P99), ns(l.P999), ns(l.Max))
 	}
 	if len(tracks) > 0 {
-		fmt.Fprintf(stdout, "(sequence numbers skipped over went to other consumers, or were sent before this one started)\n")
+		out.say("(sequence numbers skipped over went to other consumers, or were sent before this one started)")
 	}
 	for _, s := range st.CorruptSamples {
-		fmt.Fprintf(stdout, "corrupt: %s\n", s)
+		out.say("corrupt: %s", s)
 	}
 	switch {
 	case err != nil:
-		fmt.Fprintf(stdout, "FAIL: consume: %v\n", err)
-		return exitFail
+		rep.Fail(harness.CauseQueue, "consume: %v", err)
 	case st.Corrupt > 0 || backwards > 0:
-		fmt.Fprintf(stdout, "FAIL: consume: %d corrupt messages, %d not in increasing order\n", st.Corrupt, backwards)
-		return exitFail
+		rep.Fail(harness.CauseDelivery, "consume: %d corrupt messages, %d not in increasing order", st.Corrupt, backwards)
+	default:
+		rep.OK("consumed %d messages from %d producers, every checksum intact, each producer's sequence strictly increasing", st.Messages, len(tracks))
 	}
-	fmt.Fprintf(stdout, "OK: consumed %d messages from %d producers, every checksum intact, each producer's sequence strictly increasing\n", st.Messages, len(tracks))
-	return exitOK
+	return out.end(rep)
+}
+
+// createReport is the segment `stress create` made.
+type createReport struct {
+	harness.Verdict
+	Path     string `json:"path"`
+	Capacity int    `json:"capacity"`
+	SlotSize int    `json:"slot_size"`
+	Mode     string `json:"mode"`
 }
 
 func createCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("create", flag.ContinueOnError)
-	path := fs.String("path", "", "segment to create (must not exist), e.g. /dev/shm/demo")
+	b := newByHand("create", "segment to create (must not exist), e.g. /dev/shm/demo", stdout)
+	fs, path, out := b.fs, b.path, &b.out
 	size := fs.Int("size", defaultSize, "slot size: the largest message in bytes")
 	capacity := fs.Int("capacity", defaultCapacity, "capacity in messages (power of two)")
 	perm := fs.String("perm", "0600", "file mode of the segment, octal")
-	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
-		return code
-	}
-	if code := requirePath(stdout, "create", *path); code >= 0 {
+	if code := b.parse(args, stderr); code >= 0 {
 		return code
 	}
 	mode, err := strconv.ParseUint(*perm, 8, 32)
 	if err != nil || mode > 0o777 {
-		fmt.Fprintf(stdout, "ERROR: create: -perm %q is not an octal file mode\n", *perm)
-		return exitError
+		return out.error(harness.CauseUsage, "create: -perm %q is not an octal file mode", *perm)
 	}
 	if err := checkGeometry(*size, *capacity); err != nil {
-		fmt.Fprintf(stdout, "ERROR: create: %v\n", err)
-		return exitError
+		return out.error(harness.CauseUsage, "create: %v", err)
 	}
 	q, err := mpmc.Create(*path, mpmc.Config{Capacity: *capacity, SlotSize: *size, Perm: os.FileMode(mode)})
 	if err != nil {
-		return queueError(stdout, "create", *path, err)
+		return queueError(out, "create", *path, err)
 	}
 	q.Close()
-	fmt.Fprintf(stdout, "OK: created %s: capacity %d, slot size %d, mode %#o (remove it with rm when done)\n", *path, *capacity, *size, mode)
-	return exitOK
+	rep := &createReport{Path: *path, Capacity: *capacity, SlotSize: *size, Mode: fmt.Sprintf("%#o", mode)}
+	rep.OK("created %s: capacity %d, slot size %d, mode %#o (remove it with rm when done)", *path, *capacity, *size, mode)
+	return out.end(rep)
+}
+
+// shutdownReport is the queue `stress shutdown` shut down.
+type shutdownReport struct {
+	harness.Verdict
+	Path string `json:"path"`
+	// Len is how many messages the consumers still drain.
+	Len int `json:"len"`
 }
 
 func shutdownCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("shutdown", flag.ContinueOnError)
-	path := fs.String("path", "", "queue segment to shut down")
-	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
-		return code
-	}
-	if code := requirePath(stdout, "shutdown", *path); code >= 0 {
+	b := newByHand("shutdown", "queue segment to shut down", stdout)
+	path, out := b.path, &b.out
+	if code := b.parse(args, stderr); code >= 0 {
 		return code
 	}
 	q, err := mpmc.Open(*path)
 	if err != nil {
-		return queueError(stdout, "shutdown", *path, err)
+		return queueError(out, "shutdown", *path, err)
 	}
 	defer q.Close()
+	rep := &shutdownReport{Path: *path}
 	if err := q.Shutdown(); err != nil {
-		fmt.Fprintf(stdout, "FAIL: shutdown: %v\n", err)
-		return exitFail
+		rep.Fail(harness.CauseQueue, "shutdown: %v", err)
+		return out.end(rep)
 	}
-	fmt.Fprintf(stdout, "OK: %s shut down: enqueues now fail, consumers drain %d messages and stop\n", *path, q.Len())
-	return exitOK
+	rep.Len = q.Len()
+	rep.OK("%s shut down: enqueues now fail, consumers drain %d messages and stop", *path, rep.Len)
+	return out.end(rep)
 }

@@ -1,4 +1,6 @@
-package main
+package harness
+
+// The segment of a run: created fresh, removed at the end.
 
 import (
 	"crypto/rand"
@@ -13,12 +15,12 @@ import (
 	"github.com/shmq/mpmc"
 )
 
-// createFresh creates the queue segment of a run (`stress run` or `stress
+// CreateFresh creates the queue segment of a run (`stress run` or `stress
 // chaos`, named by cmd): at path, or, if path is empty, at a unique name
 // under /dev/shm starting with prefix. It refuses a path that exists, and
 // says why in words fit for an ERROR line. A signal already received on
 // sigs stops it before anything is created.
-func createFresh(cmd, prefix, path string, cfg mpmc.Config, sigs <-chan os.Signal) (*mpmc.Queue, string, error) {
+func CreateFresh(cmd, prefix, path string, cfg mpmc.Config, sigs <-chan os.Signal) (*mpmc.Queue, string, error) {
 	if path == "" {
 		var b [4]byte
 		rand.Read(b[:])
@@ -46,11 +48,27 @@ func createFresh(cmd, prefix, path string, cfg mpmc.Config, sigs <-chan os.Signa
 	return q, path, nil
 }
 
-// removeCreated removes a segment the run created, and returns a note for
+// RemoveCreated removes a segment the run created, and returns a note for
 // the report if it could not.
-func removeCreated(path string) (removed bool, note string) {
+func RemoveCreated(path string) (removed bool, note string) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Sprintf("could not remove %s: %v", path, err)
 	}
 	return true, ""
+}
+
+// Diagnosis describes the queue at path in one line, for a timeout's FAIL
+// line: positions, sleepers and claims held.
+func Diagnosis(path string) string {
+	info, err := mpmc.Inspect(path)
+	if err != nil {
+		return fmt.Sprintf("inspect failed: %v", err)
+	}
+	s := info.Stats
+	claims := 0
+	for _, p := range info.Participants {
+		claims += p.Claims
+	}
+	return fmt.Sprintf("queue len %d, enqueue pos %d, dequeue pos %d, shutdown %v, sleeping consumers %v, sleeping producers %v, claims held %d",
+		s.Len, s.EnqueuePos, s.DequeuePos, s.Shutdown, info.SleepingConsumers, info.SleepingProducers, claims)
 }
