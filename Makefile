@@ -5,10 +5,11 @@ export GORACE ?= atexit_sleep_ms=0
 .PHONY: test vet fmt bench stress fuzz-smoke
 
 # Everything CI runs: formatting and vet, the library's tests under the race
-# detector (including the multi-process ones), a fuzz smoke run, and the
-# stress tester's tests plus a short multi-process run.
+# detector (including the multi-process ones, and the crash-point tests,
+# which need the mpmc_hooks build tag), a fuzz smoke run, and the stress
+# tester's tests plus a short multi-process run.
 test: vet
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -tags mpmc_hooks -count=1 ./...
 	$(MAKE) fuzz-smoke
 	$(MAKE) stress-test
 	$(MAKE) bench-test
@@ -16,6 +17,7 @@ test: vet
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags mpmc_hooks ./...
 
 fmt:
 	gofmt -w .

@@ -18,8 +18,8 @@ package mpmc
 // clears it, bumps the futex word and wakes (E3, D3). So either the retry
 // sees the change, or the claim that makes it wakes the sleeper, or the
 // claim came before S1, and S1's result says so: then the sleeper cannot
-// count on a wake-up and waits in short slices (starting at shortSliceMin,
-// doubling up to stallSliceMax), looking again after each. A bit can also be
+// count on a wake-up and waits in short slices (from shortSliceMin,
+// doubling), looking again after each. A bit can also be
 // cleared by a claim that a sleeper did not announce itself for; that
 // claimant bumps the futex word, and the sleeper read the word before
 // announcing, so its sleep returns at once and it announces again.
@@ -60,8 +60,11 @@ const (
 	// stallSliceMax bounds one futex wait while a claim holds the side up.
 	stallSliceMax = 100 * time.Millisecond
 	// shortSliceMin is the first slice of a sleeper that cannot count on a
-	// wake-up (a claim made before it announced itself is in its way).
+	// wake-up (a claim made before it announced itself is in its way); the
+	// slices double up to shortSliceMax for a recovery timeout, then up to
+	// stallSliceMax.
 	shortSliceMin = 50 * time.Microsecond
+	shortSliceMax = 2 * time.Millisecond
 
 	// DefaultSpin is how long a blocked Enqueue or Dequeue retries before it
 	// goes to sleep, unless SetSpin says otherwise.
@@ -180,7 +183,8 @@ func (w *waitSide) sleep(ctx context.Context, try func(stalls bool) error) error
 		defer stop()
 	}
 	r.sleepers[w.side][w.word].Or(w.bit) // for Inspect only
-	short := time.Duration(0)
+	var short time.Duration              // the last short slice; 0 when none
+	var shortSince time.Time             // when the short slices began
 	for {
 		// Retry before announcing: after a wake-up the change is most
 		// likely there, and an announcement whose retry succeeds leaves
@@ -205,21 +209,28 @@ func (w *waitSide) sleep(ctx context.Context, try func(stalls bool) error) error
 		_, held := r.heldUpBy(w.side)
 		if held || r.claimBefore(w.side, other) {
 			// Nobody may wake us: look again soon, and sooner the more
-			// recently the claim in the way was made.
+			// recently the claim in the way was made. A live claimant
+			// finishes within microseconds unless it is descheduled, so
+			// the slices stay short for a recovery timeout; after that
+			// the claim is stalled (its owner is checked at each
+			// timeout) and they grow to stallSliceMax.
+			timeout := time.Duration(w.q.recoveryTimeout.Load())
 			if short == 0 {
-				short = shortSliceMin
+				short, shortSince = shortSliceMin, time.Now()
 				for range 32 { // it is most likely being published now
 					runtime.Gosched()
 					if err := try(false); err != errRetry {
 						return err
 					}
 				}
+			} else if time.Since(shortSince) < timeout {
+				short = min(2*short, shortSliceMax)
 			} else {
 				short = min(2*short, stallSliceMax)
 			}
 			slice = short
 			if held {
-				slice = min(slice, max(time.Duration(w.q.recoveryTimeout.Load())/2, time.Millisecond))
+				slice = min(slice, max(timeout/2, time.Millisecond))
 			}
 		} else {
 			short = 0
