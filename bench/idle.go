@@ -34,11 +34,10 @@ func rusageNs() (int64, error) {
 	return ru.Utime.Nano() + ru.Stime.Nano(), nil
 }
 
-func idleConsumer(c *childIO) (any, error) {
-	var a idleArgs
-	if err := c.decode(&a); err != nil {
-		return nil, err
-	}
+// idleRole is the blocked consumer.
+var idleRole = newRole("idle", idleConsumer)
+
+func idleConsumer(c *childIO, a idleArgs) (any, error) {
 	q, err := mpmc.Open(a.Path)
 	if err != nil {
 		return nil, err
@@ -84,21 +83,8 @@ func runIdle(ctx context.Context, d time.Duration) (out idleOutcome, err error) 
 		return out, err
 	}
 	defer q.Close()
-	ctx, cancel := context.WithTimeout(ctx, d+60*time.Second)
-	defer cancel()
-	p, err := spawn(ctx, "idle", idleArgs{Path: path, For: d}, nil, nil, d+50*time.Second)
-	if err != nil {
-		return out, err
-	}
-	defer p.kill()
-	if err := p.awaitReady(); err != nil {
-		return out, err
-	}
-	if err := p.start(); err != nil {
-		return out, err
-	}
 	var r idleResult
-	if err := p.finish(&r); err != nil {
+	if err := idleRole.run(ctx, idleArgs{Path: path, For: d}, d+50*time.Second, &r); err != nil {
 		return out, err
 	}
 	out.CPUNs, out.WallNs = r.CPUNs, r.WallNs

@@ -46,11 +46,10 @@ func osThreads() (int, error) {
 	return 0, errors.New("no Threads: line in /proc/self/status")
 }
 
-func blockedThreads(c *childIO) (any, error) {
-	var a threadsArgs
-	if err := c.decode(&a); err != nil {
-		return nil, err
-	}
+// threadsRole is the process of many blocked goroutines.
+var threadsRole = newRole("threads", blockedThreads)
+
+func blockedThreads(c *childIO, a threadsArgs) (any, error) {
 	q, err := mpmc.Open(a.Path)
 	if err != nil {
 		return nil, err
@@ -105,19 +104,6 @@ func runThreads(ctx context.Context, g int, settle time.Duration) (r threadsResu
 		return r, err
 	}
 	defer q.Close()
-	ctx, cancel := context.WithTimeout(ctx, settle+60*time.Second)
-	defer cancel()
-	p, err := spawn(ctx, "threads", threadsArgs{Path: path, Goroutines: g, Settle: settle}, nil, nil, settle+50*time.Second)
-	if err != nil {
-		return r, err
-	}
-	defer p.kill()
-	if err := p.awaitReady(); err != nil {
-		return r, err
-	}
-	if err := p.start(); err != nil {
-		return r, err
-	}
-	err = p.finish(&r)
+	err = threadsRole.run(ctx, threadsArgs{Path: path, Goroutines: g, Settle: settle}, settle+50*time.Second, &r)
 	return r, err
 }
