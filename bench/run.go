@@ -56,7 +56,7 @@ func defaultOptions() options {
 		Settle:        500 * time.Millisecond,
 		Strace:        true,
 		Seed:          1,
-		OutDir:        ".",
+		OutDir:        "results",
 	}
 }
 

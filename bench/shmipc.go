@@ -36,7 +36,7 @@ import (
 const (
 	mechShmipcTuned   = "shmipc-go tuned"
 	mechShmipcDefault = "shmipc-go default"
-	shmipcAckEvery    = 1024  // messages per acknowledgement
+	shmipcAckEvery    = 1024 // messages per acknowledgement
 	shmipcDoneAck     = ^uint64(0)
 	shmipcNoPrint     = 5 // shmipc-go's levelNoPrint
 )
@@ -54,12 +54,12 @@ type shmipcArgs struct {
 
 // shmipcResult is what a shmipc-go child reports.
 type shmipcResult struct {
-	Count        int64 // messages sent or received
-	StampNs      int64 // CLOCK_MONOTONIC at the last receipt (server) or end of sending
-	QueueFull    uint64
-	FallbackW    uint64 // writes that went over the socket
-	FallbackR    uint64
-	Ping         ppResult
+	Count     int64 // messages sent or received
+	StampNs   int64 // CLOCK_MONOTONIC at the last receipt (server) or end of sending
+	QueueFull uint64
+	FallbackW uint64 // writes that went over the socket
+	FallbackR uint64
+	Ping      ppResult
 }
 
 // The two ends.

@@ -1,0 +1,103 @@
+package main
+
+// Formatting of values for RESULTS.md and the charts.
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+func fmtRate(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "n/a"
+	case v >= 1e6:
+		return fmt.Sprintf("%.2f M/s", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1f k/s", v/1e3)
+	}
+	return fmt.Sprintf("%.0f /s", v)
+}
+
+func fmtNs(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "n/a"
+	case v >= 1e6:
+		return fmt.Sprintf("%.2f ms", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.2f µs", v/1e3)
+	}
+	return fmt.Sprintf("%.1f ns", v)
+}
+
+func fmtX(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	if v >= 100 {
+		return fmt.Sprintf("%.0fx", v)
+	}
+	return fmt.Sprintf("%.2fx", v)
+}
+
+func fmtG(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+func (r *Results) tputMechs() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, t := range r.Throughput {
+		if !seen[t.Mechanism] {
+			seen[t.Mechanism] = true
+			out = append(out, t.Mechanism)
+		}
+	}
+	return out
+}
+
+func unitSep(u string) string {
+	if u == "" || u == "x" {
+		return u
+	}
+	return " " + u
+}
+
+func fmtSize(n int) string {
+	if n >= 1024 && n%1024 == 0 {
+		return fmt.Sprintf("%d KiB", n/1024)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func joinNs(v []float64) string {
+	var s []string
+	for _, x := range v {
+		s = append(s, fmtNs(x))
+	}
+	return strings.Join(s, ", ")
+}
+
+func joinG(v []float64) string {
+	var s []string
+	for _, x := range v {
+		s = append(s, fmtG(x))
+	}
+	return strings.Join(s, ", ")
+}
+
+func fmtCounts(c []syscallCount) string {
+	var s []string
+	for _, x := range c {
+		s = append(s, fmt.Sprintf("%s %d", x.Name, x.Calls))
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
