@@ -23,6 +23,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/shmq/mpmc"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,6 +100,20 @@ func childMain() int {
 // childIO is a child's side of the protocol.
 type childIO struct {
 	args []byte
+}
+
+// openQueueReady opens the queue at path, then says ready and waits for the
+// start signal; the caller closes the queue.
+func (c *childIO) openQueueReady(path string) (*mpmc.Queue, error) {
+	q, err := mpmc.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ready(); err != nil {
+		q.Close()
+		return nil, err
+	}
+	return q, nil
 }
 
 // ready tells the parent the child is set up and waits for the start signal.

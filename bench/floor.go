@@ -40,22 +40,20 @@ func (p refPair) pair(msg, buf []byte) error {
 // runFloor returns nanoseconds per pair over n pairs on mech (mechQueue or
 // mechRef).
 func runFloor(mech string, n int) (float64, error) {
-	path := shmPath("floor")
-	defer done(path)
 	switch mech {
 	case mechQueue:
-		q, err := mpmc.Create(path, mpmc.Config{Capacity: queueCapacity, SlotSize: pingSize})
+		q, remove, err := newQueue("floor", queueCapacity, pingSize)
 		if err != nil {
 			return 0, err
 		}
-		defer q.Close()
+		defer remove()
 		return timePairs(mpmcPair{q}, n)
 	case mechRef:
-		q, err := createRef(path, queueCapacity)
+		q, remove, err := newRef("floor", queueCapacity)
 		if err != nil {
 			return 0, err
 		}
-		defer q.close()
+		defer remove()
 		return timePairs(refPair{q}, n)
 	}
 	return 0, fmt.Errorf("floor: unknown mechanism %q", mech)

@@ -8,29 +8,36 @@ import (
 	"strings"
 )
 
-func fmtRate(v float64) string {
+// scale3 is a value's display in three ranges: at least a million, at
+// least a thousand, and below; each a format verb and a unit.
+type scale3 [3]struct{ verb, unit string }
+
+var (
+	rateUnits  = scale3{{"%.2f", " M/s"}, {"%.1f", " k/s"}, {"%.0f", " /s"}}
+	nsUnits    = scale3{{"%.2f", " ms"}, {"%.2f", " µs"}, {"%.1f", " ns"}}
+	rateLabels = scale3{{"%g", "M"}, {"%g", "k"}, {"%g", ""}}
+	nsLabels   = scale3{{"%g", "ms"}, {"%g", "µs"}, {"%g", "ns"}}
+)
+
+// format renders v in its range; NaN is "n/a".
+func (s scale3) format(v float64) string {
+	i, div := 2, 1.0
 	switch {
 	case math.IsNaN(v):
 		return "n/a"
 	case v >= 1e6:
-		return fmt.Sprintf("%.2f M/s", v/1e6)
+		i, div = 0, 1e6
 	case v >= 1e3:
-		return fmt.Sprintf("%.1f k/s", v/1e3)
+		i, div = 1, 1e3
 	}
-	return fmt.Sprintf("%.0f /s", v)
+	return fmt.Sprintf(s[i].verb, v/div) + s[i].unit
 }
 
-func fmtNs(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "n/a"
-	case v >= 1e6:
-		return fmt.Sprintf("%.2f ms", v/1e6)
-	case v >= 1e3:
-		return fmt.Sprintf("%.2f µs", v/1e3)
-	}
-	return fmt.Sprintf("%.1f ns", v)
-}
+// fmtRate renders messages per second.
+func fmtRate(v float64) string { return rateUnits.format(v) }
+
+// fmtNs renders nanoseconds.
+func fmtNs(v float64) string { return nsUnits.format(v) }
 
 func fmtX(v float64) string {
 	if math.IsNaN(v) {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shmq/mpmc"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,14 +37,11 @@ func rusageNs() (int64, error) {
 var idleRole = newRole("idle", idleConsumer)
 
 func idleConsumer(c *childIO, a idleArgs) (any, error) {
-	q, err := mpmc.Open(a.Path)
+	q, err := c.openQueueReady(a.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer q.Close()
-	if err := c.ready(); err != nil {
-		return nil, err
-	}
 	buf := make([]byte, 64)
 	cpu0, err := rusageNs()
 	if err != nil {
@@ -76,15 +72,13 @@ type idleOutcome struct {
 
 // runIdle measures one consumer blocked on an empty queue for d.
 func runIdle(ctx context.Context, d time.Duration) (out idleOutcome, err error) {
-	path := shmPath("idle")
-	defer done(path)
-	q, err := mpmc.Create(path, mpmc.Config{Capacity: queueCapacity, SlotSize: 64})
+	q, remove, err := newQueue("idle", queueCapacity, 64)
 	if err != nil {
 		return out, err
 	}
-	defer q.Close()
+	defer remove()
 	var r idleResult
-	if err := idleRole.run(ctx, idleArgs{Path: path, For: d}, d+50*time.Second, &r); err != nil {
+	if err := idleRole.run(ctx, idleArgs{Path: q.Path(), For: d}, d+50*time.Second, &r); err != nil {
 		return out, err
 	}
 	out.CPUNs, out.WallNs = r.CPUNs, r.WallNs

@@ -81,15 +81,15 @@ func runInproc(ic inprocCase, n int) (float64, error) {
 	var prod func(id int) error
 	var cons func(id int) error
 	var teardown func()
-	switch ic.Mech {
-	case mechQueue:
-		path := shmPath("inproc")
-		q, err := mpmc.Create(path, mpmc.Config{Capacity: queueCapacity, SlotSize: 64})
-		if err != nil {
-			done(path)
+	var q *mpmc.Queue
+	if ic.Mech == mechQueue || ic.Mech == mechQueueSpin {
+		var err error
+		if q, teardown, err = newQueue("inproc", queueCapacity, 64); err != nil {
 			return 0, err
 		}
-		teardown = func() { q.Close(); done(path) }
+	}
+	switch ic.Mech {
+	case mechQueue:
 		ctx := context.Background()
 		prod = func(id int) error {
 			var msg [8]byte
@@ -111,23 +111,14 @@ func runInproc(ic inprocCase, n int) (float64, error) {
 			return nil
 		}
 	case mechQueueSpin:
-		path := shmPath("inproc")
-		q, err := mpmc.Create(path, mpmc.Config{Capacity: queueCapacity, SlotSize: 64})
-		if err != nil {
-			done(path)
-			return 0, err
-		}
-		teardown = func() { q.Close(); done(path) }
 		prod, cons = spinLoops(queueSpinEnd{q}, perP, perC)
 	case mechRef:
-		path := shmPath("inproc-ref")
-		q, err := createRef(path, queueCapacity)
+		r, remove, err := newRef("inproc-ref", queueCapacity)
 		if err != nil {
-			done(path)
 			return 0, err
 		}
-		teardown = func() { q.close(); done(path) }
-		prod, cons = spinLoops(refEnd{q}, perP, perC)
+		teardown = remove
+		prod, cons = spinLoops(refEnd{r}, perP, perC)
 	case mechChan:
 		ch := make(chan uint64, queueCapacity)
 		prod = func(id int) error {

@@ -108,24 +108,32 @@ const mechFutex = "futex"
 type queuePing struct{ out, in *mpmc.Queue }
 
 func (p *queuePing) send(msg []byte) error { return p.out.Enqueue(context.Background(), msg) }
-func (p *queuePing) stop() error {
-	var m [pingSize]byte
-	m[0] = stopByte
-	return p.send(m[:])
-}
-func (p *queuePing) close() { p.out.Close(); p.in.Close() }
+func (p *queuePing) stop() error           { return p.send(stopMsg()) }
+func (p *queuePing) close()                { p.out.Close(); p.in.Close() }
 func (p *queuePing) recv(buf []byte) error {
 	n, err := p.in.Dequeue(context.Background(), buf)
-	if err != nil {
+	return checkPing(n, buf, err)
+}
+
+// checkPing checks a received ping of n bytes in buf: errStop for the stop
+// message.
+func checkPing(n int, buf []byte, err error) error {
+	switch {
+	case err != nil:
 		return err
-	}
-	if n != pingSize {
+	case n != pingSize:
 		return fmt.Errorf("got %d bytes, want %d", n, pingSize)
-	}
-	if buf[0] == stopByte {
+	case buf[0] == stopByte:
 		return errStop
 	}
 	return nil
+}
+
+// stopMsg is the stop message.
+func stopMsg() []byte {
+	m := make([]byte, pingSize)
+	m[0] = stopByte
+	return m
 }
 
 // futexPing carries a counter in a futex word each way, and always sleeps
@@ -176,23 +184,10 @@ func (p fdPing) send(msg []byte) error {
 
 func (p fdPing) recv(buf []byte) error {
 	n, err := fdEnd{fd: p.r, size: pingSize, stream: p.r != p.w}.recv(buf)
-	if err != nil {
-		return err
-	}
-	if n != pingSize {
-		return fmt.Errorf("got %d bytes, want %d", n, pingSize)
-	}
-	if buf[0] == stopByte {
-		return errStop
-	}
-	return nil
+	return checkPing(n, buf, err)
 }
 
-func (p fdPing) stop() error {
-	var m [pingSize]byte
-	m[0] = stopByte
-	return p.send(m[:])
-}
+func (p fdPing) stop() error { return p.send(stopMsg()) }
 
 func (p fdPing) close() {
 	unix.Close(p.r)
@@ -327,14 +322,12 @@ func runPing(ctx context.Context, pc ppCase, samples int, gap time.Duration) (ou
 	case mechQueue:
 		var qs [2]*mpmc.Queue
 		for i, p := range []*string{&a.Req, &a.Resp} {
-			*p = shmPath("ping")
-			q, err := mpmc.Create(*p, mpmc.Config{Capacity: 64, SlotSize: pingSize})
+			q, remove, err := newQueue("ping", 64, pingSize)
 			if err != nil {
-				done(*p)
 				return out, err
 			}
-			qs[i] = q
-			defer func(path string) { q.Close(); done(path) }(*p)
+			defer remove()
+			qs[i], *p = q, q.Path()
 		}
 		stats = func() (s, w uint64) {
 			for _, q := range qs {

@@ -14,7 +14,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"unsafe"
 
@@ -42,6 +41,7 @@ var (
 
 // refQueue is one process's view of a reference queue.
 type refQueue struct {
+	path string
 	mem  []byte
 	base unsafe.Pointer
 	mask uint64
@@ -54,18 +54,11 @@ func createRef(path string, capacity int) (*refQueue, error) {
 	if capacity < 2 || capacity&(capacity-1) != 0 {
 		return nil, fmt.Errorf("ref: capacity %d is not a power of two", capacity)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	mem, err := mapFile(path, refFileSize(capacity))
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	if err := f.Truncate(int64(refFileSize(capacity))); err != nil {
-		return nil, err
-	}
-	q, err := mapRef(f, capacity)
-	if err != nil {
-		return nil, err
-	}
+	q := &refQueue{path: path, mem: mem, base: unsafe.Pointer(&mem[0]), mask: uint64(capacity - 1)}
 	for i := range capacity {
 		q.seq(uint64(i)).Store(uint64(i))
 	}
@@ -74,28 +67,16 @@ func createRef(path string, capacity int) (*refQueue, error) {
 
 // openRef maps the existing queue file at path.
 func openRef(path string) (*refQueue, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	mem, err := mapFile(path, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
+	n := (len(mem) - refSlotsOff) / refSlotSize
+	if n < 2 || n&(n-1) != 0 || refFileSize(n) != len(mem) {
+		unix.Munmap(mem)
+		return nil, fmt.Errorf("ref: %s: size %d is no queue", path, len(mem))
 	}
-	n := (int(st.Size()) - refSlotsOff) / refSlotSize
-	if n < 2 || n&(n-1) != 0 || refFileSize(n) != int(st.Size()) {
-		return nil, fmt.Errorf("ref: %s: size %d is no queue", path, st.Size())
-	}
-	return mapRef(f, n)
-}
-
-func mapRef(f *os.File, capacity int) (*refQueue, error) {
-	mem, err := unix.Mmap(int(f.Fd()), 0, refFileSize(capacity), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("ref: mmap: %w", err)
-	}
-	return &refQueue{mem: mem, base: unsafe.Pointer(&mem[0]), mask: uint64(capacity - 1)}, nil
+	return &refQueue{path: path, mem: mem, base: unsafe.Pointer(&mem[0]), mask: uint64(n - 1)}, nil
 }
 
 func (q *refQueue) word(off uintptr) *atomic.Uint64 {

@@ -226,9 +226,7 @@ func shmipcClient(c *childIO, a shmipcArgs) (any, error) {
 		return nil, err
 	}
 	r.StampNs = nanotime()
-	var stop [pingSize]byte
-	stop[0] = stopByte
-	if err := e.send(stop[:]); err != nil {
+	if err := e.send(stopMsg()); err != nil {
 		return nil, err
 	}
 	for !a.Ping {
@@ -294,23 +292,21 @@ func runShmipc(ctx context.Context, mech string, ping bool, dur time.Duration, s
 	budget := dur + time.Duration(samples)*50*time.Microsecond + 40*time.Second
 	ctx, cancel := context.WithTimeout(ctx, budget+10*time.Second)
 	defer cancel()
-	server, err := shmipcServerRole.spawn(ctx, a, spawnOpts{watchdog: budget})
-	if err != nil {
-		return out, err
+	// The server listens before it is ready; the client connects before.
+	var g group
+	defer func() { g.killAll() }()
+	for _, r := range []role[shmipcArgs]{shmipcServerRole, shmipcClientRole} {
+		p, err := r.spawn(ctx, a, spawnOpts{watchdog: budget})
+		if err != nil {
+			return out, err
+		}
+		g = append(g, p)
+		if err := p.awaitReady(); err != nil {
+			return out, err
+		}
 	}
-	defer server.kill()
-	if err := server.awaitReady(); err != nil {
-		return out, err
-	}
-	client, err := shmipcClientRole.spawn(ctx, a, spawnOpts{watchdog: budget})
-	if err != nil {
-		return out, err
-	}
-	defer client.kill()
-	if err := client.awaitReady(); err != nil {
-		return out, err
-	}
-	t0, err := (group{client, server}).startAll()
+	server, client := g[0], g[1]
+	t0, err := g.startAll()
 	if err != nil {
 		return out, err
 	}

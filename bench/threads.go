@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/shmq/mpmc"
 )
 
 // threadsArgs are the arguments of the threads child.
@@ -50,14 +48,11 @@ func osThreads() (int, error) {
 var threadsRole = newRole("threads", blockedThreads)
 
 func blockedThreads(c *childIO, a threadsArgs) (any, error) {
-	q, err := mpmc.Open(a.Path)
+	q, err := c.openQueueReady(a.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer q.Close()
-	if err := c.ready(); err != nil {
-		return nil, err
-	}
 	var r threadsResult
 	if r.Before, err = osThreads(); err != nil {
 		return nil, err
@@ -97,13 +92,11 @@ func blockedThreads(c *childIO, a threadsArgs) (any, error) {
 // runThreads measures the threads of a process with g goroutines blocked in
 // Dequeue.
 func runThreads(ctx context.Context, g int, settle time.Duration) (r threadsResult, err error) {
-	path := shmPath("threads")
-	defer done(path)
-	q, err := mpmc.Create(path, mpmc.Config{Capacity: queueCapacity, SlotSize: 64})
+	q, remove, err := newQueue("threads", queueCapacity, 64)
 	if err != nil {
 		return r, err
 	}
-	defer q.Close()
-	err = threadsRole.run(ctx, threadsArgs{Path: path, Goroutines: g, Settle: settle}, settle+50*time.Second, &r)
+	defer remove()
+	err = threadsRole.run(ctx, threadsArgs{Path: q.Path(), Goroutines: g, Settle: settle}, settle+50*time.Second, &r)
 	return r, err
 }

@@ -65,13 +65,23 @@ var (
 	tputConsRole = newRole("tput-cons", tputConsumer)
 )
 
-func tputProducer(c *childIO, a tputArgs) (any, error) {
-	s, err := openEnd(a, true)
+// openEndReady opens a child's end and a message buffer, then says ready
+// and waits for the start signal.
+func openEndReady(c *childIO, a tputArgs, producer bool) (end, []byte, error) {
+	e, err := openEnd(a, producer)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	msg := make([]byte, a.Size)
 	if err := c.ready(); err != nil {
+		e.close()
+		return nil, nil, err
+	}
+	return e, make([]byte, a.Size), nil
+}
+
+func tputProducer(c *childIO, a tputArgs) (any, error) {
+	s, msg, err := openEndReady(c, a, true)
+	if err != nil {
 		return nil, err
 	}
 	start := nanotime()
@@ -94,12 +104,8 @@ func tputProducer(c *childIO, a tputArgs) (any, error) {
 }
 
 func tputConsumer(c *childIO, a tputArgs) (any, error) {
-	r, err := openEnd(a, false)
+	r, buf, err := openEndReady(c, a, false)
 	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, a.Size)
-	if err := c.ready(); err != nil {
 		return nil, err
 	}
 	start := nanotime()
@@ -146,28 +152,22 @@ func setupTput(tc tputCase) (*tputSetup, error) {
 	st := &tputSetup{afterSpawn: func() {}, afterProducers: func() error { return nil }, teardown: func() {}}
 	switch tc.Mech {
 	case mechQueue:
-		st.path = shmPath("tput")
-		q, err := mpmc.Create(st.path, mpmc.Config{Capacity: queueCapacity, SlotSize: tc.Size})
+		q, remove, err := newQueue("tput", queueCapacity, tc.Size)
 		if err != nil {
-			done(st.path)
 			return nil, err
 		}
-		st.afterProducers = q.Shutdown
-		st.stats = q.Stats
-		st.teardown = func() { q.Close(); done(st.path) }
+		st.path, st.afterProducers, st.stats, st.teardown = q.Path(), q.Shutdown, q.Stats, remove
 	case mechQueueSpin:
 		// Only the consumers' side differs: the handles spin.
 		tc.Mech = mechQueue
 		return setupTput(tc)
 	case mechRef:
-		st.path = shmPath("ref")
-		q, err := createRef(st.path, queueCapacity)
+		q, remove, err := newRef("tput-ref", queueCapacity)
 		if err != nil {
-			done(st.path)
 			return nil, err
 		}
+		st.path, st.teardown = q.path, remove
 		st.afterProducers = func() error { q.shutdown(); return nil }
-		st.teardown = func() { q.close(); done(st.path) }
 	case mechPipe:
 		var p [2]int
 		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
