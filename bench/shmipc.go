@@ -9,8 +9,9 @@ package main
 // up (IO queue 65535, 256 MiB of shared memory, buffer slices of the message
 // size + 256 bytes for 70%, memfd); "default" is shmipc.DefaultConfig() (IO
 // queue 8192, 32 MiB, 8 KiB slices or more, files under /dev/shm). Only the
-// paths (unique per run), the log output (discarded) and, for the stream,
-// flow control differ from those.
+// paths (unique per run), the log output (discarded), the handshake timeout
+// (30 s, as its examples raise it) and, for the stream, flow control differ
+// from those.
 //
 // Streaming: the consumer acknowledges every 1024 messages and the
 // producer keeps at most half the IO queue's capacity unacknowledged. Without that the
@@ -77,6 +78,9 @@ func shmipcConfig(a shmipcArgs) *shmipc.Config {
 		c.MemMapType = shmipc.MemMapTypeMemFd
 		c.BufferSliceSizes = []*shmipc.SizePercentPair{{Size: pingSize + 256, Percent: 70}, {Size: 16 << 10, Percent: 20}, {Size: 64 << 10, Percent: 10}}
 	}
+	// Its examples allow the handshake 100 s; 1 s (the default) fails on
+	// a loaded machine.
+	c.InitializeTimeout = 30 * time.Second
 	c.ShareMemoryPathPrefix = a.Prefix
 	c.QueuePath = a.Prefix + "_queue"
 	c.LogOutput = io.Discard
