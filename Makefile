@@ -30,14 +30,16 @@ fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzSlots$$' -fuzztime $(FUZZTIME) .
 
 # The benchmark harness (bench/, its own module): every mechanism, in and
-# across processes, one run; writes bench/RESULTS.md, results.json, charts.
+# across processes, the reference Vyukov queue and shmipc-go, one run;
+# writes bench/results/RESULTS.md, results.json and the charts.
 bench:
-	cd bench && $(GO) run . -out .
+	cd bench && $(GO) run . -out results
 
 # The benchmark harness's own checks: vet, and its quick mode end to end
 # (the structure of its output; never a timing assertion).
 .PHONY: bench-test
 bench-test:
+	@cd bench && test -z "$$(gofmt -l .)" || { echo "gofmt needed in bench/:"; gofmt -l .; exit 1; }
 	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # The library's own testing.B benchmarks.

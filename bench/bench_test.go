@@ -80,24 +80,29 @@ func TestQuickRun(t *testing.T) {
 		}
 	}
 
-	for _, sh := range inprocShapes {
-		for _, m := range inprocMechs {
-			row := r.inproc(m, sh[0], sh[1])
-			positive("in-process "+inprocCase{m, sh[0], sh[1]}.key(), row.NsPerMsg)
+	for _, ic := range inprocCases {
+		positive("in-process "+ic.key(), r.inproc(ic.Mech, ic.P, ic.C).NsPerMsg)
+	}
+	for _, m := range floorMechs {
+		positive("pair "+m, r.floorRow(m).NsPerPair)
+	}
+	if len(r.Shmipc) != len(shmipcMechs) {
+		t.Errorf("%d shmipc-go rows, want %d", len(r.Shmipc), len(shmipcMechs))
+	}
+	for _, row := range r.Shmipc {
+		positive(row.Mechanism+" streaming", row.MsgsPerSec)
+		positive(row.Mechanism+" ping-pong p50", row.P50Ns)
+		if len(row.QueueFull) != o.Reps || len(row.FallbackWrites) != o.Reps {
+			t.Errorf("%s: %d queue-full and %d fallback counts, want %d", row.Mechanism, len(row.QueueFull), len(row.FallbackWrites), o.Reps)
 		}
 	}
-	positive("floor", r.FloorNs)
 
 	mechs := []string{mechQueue, mechPipe, mechUnixSock, mechMQ}
 	if strings.Contains(strings.Join(r.Notes, "\n"), "POSIX message queues skipped") {
 		mechs = mechs[:3]
 	}
-	for _, size := range tputSizes {
-		for _, sh := range tputShapes {
-			for _, m := range mechs {
-				positive("throughput "+tputKey(m, size, sh[0], sh[1]), r.tput(m, size, sh[0], sh[1]))
-			}
-		}
+	for _, tc := range tputCases(mechs) {
+		positive("throughput "+tc.key(), r.tput(tc.Mech, tc.Size, tc.P, tc.C))
 	}
 
 	if len(r.PingPong) != len(pingCases) {
@@ -139,18 +144,24 @@ func TestQuickRun(t *testing.T) {
 		t.Errorf("threads: %d goroutines, want %d", r.Threads.Goroutines, o.Goroutines)
 	}
 
-	if len(r.Targets) != 11 {
-		t.Errorf("%d targets, want 11", len(r.Targets))
-	}
+	pending := 0
 	for _, tg := range r.Targets {
-		if tg.Name == "" || !(tg.Limit > 0) {
-			t.Errorf("malformed target %+v", tg)
+		if tg.Pending != "" {
+			pending++
+			continue
+		}
+		if tg.Name == "" || !(tg.Limit > 0) || !tg.Measured {
+			t.Errorf("malformed or unmeasured target %+v", tg)
 		}
 		if !strings.Contains(string(md), tg.Name) {
 			t.Errorf("RESULTS.md lacks target %q", tg.Name)
 		}
 	}
-	for _, want := range append([]string{"## Targets", "## In process", "## The floor", "## Across processes", "## Ping-pong", "## System calls", "## Idle cost", r.Machine.CPUModel}, append(inprocMechs, mechs...)...) {
+	if pending != len(pendingCases) {
+		t.Errorf("%d pending targets, want %d", pending, len(pendingCases))
+	}
+	sections := []string{"## Targets", "## The field: mpmc against", "## The field: cloudwego", "## In process", "## Across processes", "## Ping-pong", "## System calls", "## Idle cost", "## Pending cases", r.Machine.CPUModel, mechShmipcTuned, mechShmipcDefault}
+	for _, want := range append(append(sections, inprocMechs...), mechs...) {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("RESULTS.md lacks %q", want)
 		}

@@ -111,17 +111,8 @@ func writeCharts(r *Results, dir string) error {
 			vals = append(vals, row)
 		}
 	}
-	rate := func(v float64) string {
-		switch {
-		case v >= 1e6:
-			return fmt.Sprintf("%gM", v/1e6)
-		case v >= 1e3:
-			return fmt.Sprintf("%gk", v/1e3)
-		}
-		return fmt.Sprintf("%g", v)
-	}
 	if err := barGroups("Cross-process throughput (median of repetitions)", "messages per second (log scale)",
-		mechs, names, vals, rate, filepath.Join(dir, "throughput.png")); err != nil {
+		mechs, names, vals, rateLabels.format, filepath.Join(dir, "throughput.png")); err != nil {
 		return fmt.Errorf("throughput chart: %w", err)
 	}
 
@@ -131,17 +122,8 @@ func writeCharts(r *Results, dir string) error {
 		cats = append(cats, p.Name)
 		p50[i], p99[i] = p.P50Ns.Median, p.P99Ns.Median
 	}
-	dur := func(v float64) string {
-		switch {
-		case v >= 1e6:
-			return fmt.Sprintf("%gms", v/1e6)
-		case v >= 1e3:
-			return fmt.Sprintf("%gµs", v/1e3)
-		}
-		return fmt.Sprintf("%gns", v)
-	}
 	if err := barGroups("Ping-pong round trip, 64 B, two processes", "round trip (log scale)",
-		cats, []string{"p50", "p99"}, [][]float64{p50, p99}, dur, filepath.Join(dir, "pingpong.png")); err != nil {
+		cats, []string{"p50", "p99"}, [][]float64{p50, p99}, nsLabels.format, filepath.Join(dir, "pingpong.png")); err != nil {
 		return fmt.Errorf("ping-pong chart: %w", err)
 	}
 	return nil

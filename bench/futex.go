@@ -7,7 +7,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"sync/atomic"
 	"unsafe"
 
@@ -37,30 +36,24 @@ const futexPageSize = 4096
 // registers it for removal.
 func createFutexFile() (string, error) {
 	p := shmPath("futex")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	mem, err := mapFile(p, futexPageSize)
 	if err != nil {
 		done(p)
 		return "", err
 	}
-	defer f.Close()
-	if err := f.Truncate(futexPageSize); err != nil {
-		done(p)
-		return "", err
-	}
-	return p, nil
+	return p, unix.Munmap(mem)
 }
 
 // mapFutexWords maps the file at path and returns its two words, 64 bytes
 // apart (one cache line each): the first carries pings, the second pongs.
 func mapFutexWords(path string) (ping, pong *atomic.Uint32, unmap func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	mem, err := mapFile(path, 0)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	defer f.Close()
-	mem, err := unix.Mmap(int(f.Fd()), 0, futexPageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("mmap %s: %w", path, err)
+	if len(mem) < 128 {
+		unix.Munmap(mem)
+		return nil, nil, nil, fmt.Errorf("%s: %d bytes, too short", path, len(mem))
 	}
 	ping = (*atomic.Uint32)(unsafe.Pointer(&mem[0]))
 	pong = (*atomic.Uint32)(unsafe.Pointer(&mem[64]))

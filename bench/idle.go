@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shmq/mpmc"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,19 +33,15 @@ func rusageNs() (int64, error) {
 	return ru.Utime.Nano() + ru.Stime.Nano(), nil
 }
 
-func idleConsumer(c *childIO) (any, error) {
-	var a idleArgs
-	if err := c.decode(&a); err != nil {
-		return nil, err
-	}
-	q, err := mpmc.Open(a.Path)
+// idleRole is the blocked consumer.
+var idleRole = newRole("idle", idleConsumer)
+
+func idleConsumer(c *childIO, a idleArgs) (any, error) {
+	q, err := c.openQueueReady(a.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer q.Close()
-	if err := c.ready(); err != nil {
-		return nil, err
-	}
 	buf := make([]byte, 64)
 	cpu0, err := rusageNs()
 	if err != nil {
@@ -77,28 +72,13 @@ type idleOutcome struct {
 
 // runIdle measures one consumer blocked on an empty queue for d.
 func runIdle(ctx context.Context, d time.Duration) (out idleOutcome, err error) {
-	path := shmPath("idle")
-	defer done(path)
-	q, err := mpmc.Create(path, mpmc.Config{Capacity: queueCapacity, SlotSize: 64})
+	q, remove, err := newQueue("idle", queueCapacity, 64)
 	if err != nil {
 		return out, err
 	}
-	defer q.Close()
-	ctx, cancel := context.WithTimeout(ctx, d+60*time.Second)
-	defer cancel()
-	p, err := spawn(ctx, "idle", idleArgs{Path: path, For: d}, nil, nil, d+50*time.Second)
-	if err != nil {
-		return out, err
-	}
-	defer p.kill()
-	if err := p.awaitReady(); err != nil {
-		return out, err
-	}
-	if err := p.start(); err != nil {
-		return out, err
-	}
+	defer remove()
 	var r idleResult
-	if err := p.finish(&r); err != nil {
+	if err := idleRole.run(ctx, idleArgs{Path: q.Path(), For: d}, d+50*time.Second, &r); err != nil {
 		return out, err
 	}
 	out.CPUNs, out.WallNs = r.CPUNs, r.WallNs

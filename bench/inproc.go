@@ -24,7 +24,7 @@ const (
 )
 
 // inprocMechs lists the in-process mechanisms in display order.
-var inprocMechs = []string{mechQueue, mechChan, mechCondRing, mechWorkiva}
+var inprocMechs = []string{mechQueue, mechChan, mechCondRing, mechWorkiva, mechQueueSpin, mechRef}
 
 // inprocCase is one in-process configuration.
 type inprocCase struct {
@@ -34,6 +34,45 @@ type inprocCase struct {
 
 func (ic inprocCase) key() string { return fmt.Sprintf("%s/%dx%d", ic.Mech, ic.P, ic.C) }
 
+// spinLoops are the producer and consumer loops of a spinning end (mpmc's
+// Try calls or the reference): 64-byte messages, each goroutine with its
+// own buffer in cache lines of its own (adjacent buffers made the reference
+// look 5x slower). E is a type parameter, not an interface value: the two
+// ends are structs of different underlying types, so each gets its own
+// instantiation and direct calls.
+func spinLoops[E spinEnd](e E, perP, perC int) (prod, cons func(int) error) {
+	prod = func(int) error {
+		msg := paddedBuf()
+		for i := range perP {
+			binary.LittleEndian.PutUint64(msg, uint64(i))
+			if err := e.send(msg); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	cons = func(int) error {
+		buf := paddedBuf()
+		for range perC {
+			if _, err := e.recv(buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return prod, cons
+}
+
+// spinEnd is what spinLoops needs of an end.
+type spinEnd interface {
+	send(msg []byte) error
+	recv(buf []byte) (int, error)
+}
+
+// paddedBuf returns a 64-byte buffer with a cache line of nothing on each
+// side, so that no other goroutine's data shares its line.
+func paddedBuf() []byte { return make([]byte, 192)[64:128:128] }
+
 // runInproc passes n messages (rounded down to a multiple of P and C) and
 // returns nanoseconds per message.
 func runInproc(ic inprocCase, n int) (float64, error) {
@@ -42,15 +81,15 @@ func runInproc(ic inprocCase, n int) (float64, error) {
 	var prod func(id int) error
 	var cons func(id int) error
 	var teardown func()
-	switch ic.Mech {
-	case mechQueue:
-		path := shmPath("inproc")
-		q, err := mpmc.Create(path, mpmc.Config{Capacity: queueCapacity, SlotSize: 64})
-		if err != nil {
-			done(path)
+	var q *mpmc.Queue
+	if ic.Mech == mechQueue || ic.Mech == mechQueueSpin {
+		var err error
+		if q, teardown, err = newQueue("inproc", queueCapacity, 64); err != nil {
 			return 0, err
 		}
-		teardown = func() { q.Close(); done(path) }
+	}
+	switch ic.Mech {
+	case mechQueue:
 		ctx := context.Background()
 		prod = func(id int) error {
 			var msg [8]byte
@@ -71,6 +110,15 @@ func runInproc(ic inprocCase, n int) (float64, error) {
 			}
 			return nil
 		}
+	case mechQueueSpin:
+		prod, cons = spinLoops(queueSpinEnd{q}, perP, perC)
+	case mechRef:
+		r, remove, err := newRef("inproc-ref", queueCapacity)
+		if err != nil {
+			return 0, err
+		}
+		teardown = remove
+		prod, cons = spinLoops(refEnd{r}, perP, perC)
 	case mechChan:
 		ch := make(chan uint64, queueCapacity)
 		prod = func(id int) error {

@@ -4,14 +4,18 @@
 // processes against a pipe, a unix SOCK_SEQPACKET socket and POSIX message
 // queues (throughput, ping-pong latency), plus the system calls per message,
 // the CPU of a blocked consumer, the threads of a process with many blocked
-// goroutines, and the floor of one uncontended enqueue+dequeue. It writes
-// RESULTS.md, results.json, throughput.png and pingpong.png.
+// goroutines, and the floor of one uncontended enqueue+dequeue; and the
+// field: a textbook Vyukov queue written here (refq.go) and
+// cloudwego/shmipc-go. It writes RESULTS.md (from report.tmpl),
+// results.json, throughput.png and pingpong.png into -out (make bench:
+// results/).
 //
 // Usage:
 //
 //	go run . [-quick] [-reps 5] [-duration 1s] [-out DIR]
 //
-// Child processes are this binary re-executed; see child.go.
+// The cases are listed in cases.go. Child processes are this binary
+// re-executed; see child.go.
 package main
 
 import (
@@ -31,44 +35,56 @@ func main() {
 	if isChild() {
 		os.Exit(childMain())
 	}
-	o := defaultOptions()
-	quick := flag.Bool("quick", false, "fast smoke run (seconds); numbers are not meaningful")
-	flag.IntVar(&o.Reps, "reps", o.Reps, "repetitions (medians are quoted)")
-	flag.DurationVar(&o.Duration, "duration", o.Duration, "duration of each cross-process throughput run")
-	flag.IntVar(&o.InprocMsgs, "inproc-msgs", o.InprocMsgs, "messages per in-process run")
-	flag.IntVar(&o.FloorOps, "floor-ops", o.FloorOps, "enqueue+dequeue pairs per floor run")
-	flag.IntVar(&o.PingSamples, "samples", o.PingSamples, "round trips per back-to-back ping-pong run")
-	flag.IntVar(&o.AsleepSamples, "asleep-samples", o.AsleepSamples, "round trips per both-asleep ping-pong run")
-	flag.DurationVar(&o.Gap, "gap", o.Gap, "busy gap before each send in the both-asleep ping-pong (more than the spin budget)")
-	flag.DurationVar(&o.IdleFor, "idle", o.IdleFor, "how long the blocked consumer waits")
-	flag.IntVar(&o.Goroutines, "goroutines", o.Goroutines, "goroutines blocked in Dequeue for the thread count")
-	flag.BoolVar(&o.Strace, "strace", o.Strace, "also count system calls once under strace")
-	flag.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the order of measurements")
-	flag.StringVar(&o.OutDir, "out", o.OutDir, "directory for RESULTS.md, results.json and the charts")
-	flag.StringVar(&o.Only, "only", "", "run only the measurements whose task name matches this regexp (e.g. 'ping-pong|floor')")
-	flag.Func("queue-spin", "SetSpin value for the queue's throughput children (default: the library's default)", func(s string) error {
-		d, err := time.ParseDuration(s)
-		o.QueueSpin, o.QueueSpinSet = d, true
-		return err
-	})
-	flag.Parse()
-	if *quick {
-		reps, dur := o.Reps, o.Duration
-		o.quick()
-		// Explicit flags still win over the quick settings.
-		flag.Visit(func(f *flag.Flag) {
-			switch f.Name {
-			case "reps":
-				o.Reps = reps
-			case "duration":
-				o.Duration = dur
-			}
-		})
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		os.Exit(2)
 	}
 	if err := run(o, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// parseFlags parses the command line into options. With -quick the
+// defaults are the quick ones, and explicit flags still win over them.
+func parseFlags(args []string) (options, error) {
+	o := defaultOptions()
+	if err := flagSet(&o).Parse(args); err != nil {
+		return o, err
+	}
+	if o.Quick {
+		o = defaultOptions()
+		o.quick()
+		if err := flagSet(&o).Parse(args); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+// flagSet binds the harness's flags to o.
+func flagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.BoolVar(&o.Quick, "quick", o.Quick, "fast smoke run (seconds); numbers are not meaningful")
+	fs.IntVar(&o.Reps, "reps", o.Reps, "repetitions (medians are quoted)")
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "duration of each cross-process throughput run")
+	fs.IntVar(&o.InprocMsgs, "inproc-msgs", o.InprocMsgs, "messages per in-process run")
+	fs.IntVar(&o.FloorOps, "floor-ops", o.FloorOps, "enqueue+dequeue pairs per floor run")
+	fs.IntVar(&o.PingSamples, "samples", o.PingSamples, "round trips per back-to-back ping-pong run")
+	fs.IntVar(&o.AsleepSamples, "asleep-samples", o.AsleepSamples, "round trips per both-asleep ping-pong run")
+	fs.DurationVar(&o.Gap, "gap", o.Gap, "busy gap before each send in the both-asleep ping-pong (more than the spin budget)")
+	fs.DurationVar(&o.IdleFor, "idle", o.IdleFor, "how long the blocked consumer waits")
+	fs.IntVar(&o.Goroutines, "goroutines", o.Goroutines, "goroutines blocked in Dequeue for the thread count")
+	fs.BoolVar(&o.Strace, "strace", o.Strace, "also count system calls once under strace")
+	fs.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the order of measurements")
+	fs.StringVar(&o.OutDir, "out", o.OutDir, "directory for RESULTS.md, results.json and the charts (make bench: results)")
+	fs.StringVar(&o.Only, "only", o.Only, "run only the measurements whose task name matches this regexp (e.g. 'ping-pong|floor|shmipc')")
+	fs.Func("queue-spin", "SetSpin value for the queue's throughput children (default: the library's default)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		o.QueueSpin, o.QueueSpinSet = d, true
+		return err
+	})
+	return fs
 }
 
 // run measures everything and writes the outputs into o.OutDir. Every
@@ -98,7 +114,11 @@ func run(o options, log io.Writer) error {
 	if err := os.WriteFile(filepath.Join(o.OutDir, "results.json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(o.OutDir, "RESULTS.md"), []byte(res.markdown()), 0o644); err != nil {
+	md, err := res.markdown()
+	if err != nil {
+		return fmt.Errorf("RESULTS.md: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(o.OutDir, "RESULTS.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
 	if err := writeCharts(res, o.OutDir); err != nil {

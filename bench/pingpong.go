@@ -108,24 +108,32 @@ const mechFutex = "futex"
 type queuePing struct{ out, in *mpmc.Queue }
 
 func (p *queuePing) send(msg []byte) error { return p.out.Enqueue(context.Background(), msg) }
-func (p *queuePing) stop() error {
-	var m [pingSize]byte
-	m[0] = stopByte
-	return p.send(m[:])
-}
-func (p *queuePing) close() { p.out.Close(); p.in.Close() }
+func (p *queuePing) stop() error           { return p.send(stopMsg()) }
+func (p *queuePing) close()                { p.out.Close(); p.in.Close() }
 func (p *queuePing) recv(buf []byte) error {
 	n, err := p.in.Dequeue(context.Background(), buf)
-	if err != nil {
+	return checkPing(n, buf, err)
+}
+
+// checkPing checks a received ping of n bytes in buf: errStop for the stop
+// message.
+func checkPing(n int, buf []byte, err error) error {
+	switch {
+	case err != nil:
 		return err
-	}
-	if n != pingSize {
+	case n != pingSize:
 		return fmt.Errorf("got %d bytes, want %d", n, pingSize)
-	}
-	if buf[0] == stopByte {
+	case buf[0] == stopByte:
 		return errStop
 	}
 	return nil
+}
+
+// stopMsg is the stop message.
+func stopMsg() []byte {
+	m := make([]byte, pingSize)
+	m[0] = stopByte
+	return m
 }
 
 // futexPing carries a counter in a futex word each way, and always sleeps
@@ -176,23 +184,10 @@ func (p fdPing) send(msg []byte) error {
 
 func (p fdPing) recv(buf []byte) error {
 	n, err := fdEnd{fd: p.r, size: pingSize, stream: p.r != p.w}.recv(buf)
-	if err != nil {
-		return err
-	}
-	if n != pingSize {
-		return fmt.Errorf("got %d bytes, want %d", n, pingSize)
-	}
-	if buf[0] == stopByte {
-		return errStop
-	}
-	return nil
+	return checkPing(n, buf, err)
 }
 
-func (p fdPing) stop() error {
-	var m [pingSize]byte
-	m[0] = stopByte
-	return p.send(m[:])
-}
+func (p fdPing) stop() error { return p.send(stopMsg()) }
 
 func (p fdPing) close() {
 	unix.Close(p.r)
@@ -201,11 +196,13 @@ func (p fdPing) close() {
 	}
 }
 
-func pingServer(c *childIO) (any, error) {
-	var a ppArgs
-	if err := c.decode(&a); err != nil {
-		return nil, err
-	}
+// The two ends of a ping-pong.
+var (
+	pingServerRole = newRole("pp-server", pingServer)
+	pingClientRole = newRole("pp-client", pingClient)
+)
+
+func pingServer(c *childIO, a ppArgs) (any, error) {
 	e, err := openPingEnd(a, false)
 	if err != nil {
 		return nil, err
@@ -230,11 +227,7 @@ func pingServer(c *childIO) (any, error) {
 	}
 }
 
-func pingClient(c *childIO) (any, error) {
-	var a ppArgs
-	if err := c.decode(&a); err != nil {
-		return nil, err
-	}
+func pingClient(c *childIO, a ppArgs) (any, error) {
 	e, err := openPingEnd(a, true)
 	if err != nil {
 		return nil, err
@@ -243,24 +236,45 @@ func pingClient(c *childIO) (any, error) {
 	if err := c.ready(); err != nil {
 		return nil, err
 	}
-	msg, buf := make([]byte, pingSize), make([]byte, pingSize)
-	rtt := make([]float64, 0, a.Samples)
-	for i := range a.Warmup + a.Samples {
-		t0 := nanotime()
+	res, err := timeRoundTrips(a.Warmup, a.Samples, a.Gap, func(msg, buf []byte) error {
 		if err := e.send(msg); err != nil {
-			return nil, fmt.Errorf("send #%d: %w", i, err)
+			return fmt.Errorf("send: %w", err)
 		}
 		if err := e.recv(buf); err != nil {
-			return nil, fmt.Errorf("receive #%d: %w", i, err)
+			return fmt.Errorf("receive: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, e.stop()
+}
+
+// timeRoundTrips times warmup+samples round trips (rt sends msg and
+// receives the answer into buf), busy-waiting gap after each, and
+// summarizes the last samples, gap subtracted, in nanoseconds.
+func timeRoundTrips(warmup, samples int, gap time.Duration, rt func(msg, buf []byte) error) (ppResult, error) {
+	msg, buf := make([]byte, pingSize), make([]byte, pingSize)
+	rtt := make([]float64, 0, samples)
+	for i := range warmup + samples {
+		t0 := nanotime()
+		if err := rt(msg, buf); err != nil {
+			return ppResult{}, fmt.Errorf("round trip #%d: %w", i, err)
 		}
 		t1 := nanotime()
-		if i >= a.Warmup {
-			rtt = append(rtt, float64(t1-t0-int64(a.Gap)))
+		if i >= warmup {
+			rtt = append(rtt, float64(t1-t0-int64(gap)))
 		}
-		busyWait(a.Gap)
+		busyWait(gap)
 	}
-	if err := e.stop(); err != nil {
-		return nil, err
+	return summarize(rtt), nil
+}
+
+// summarize sorts rtt and returns its count, percentiles, minimum and mean.
+func summarize(rtt []float64) ppResult {
+	if len(rtt) == 0 {
+		return ppResult{}
 	}
 	slices.Sort(rtt)
 	var sum float64
@@ -274,7 +288,7 @@ func pingClient(c *childIO) (any, error) {
 		P99:     percentile(rtt, 99),
 		Min:     rtt[0],
 		Mean:    sum / float64(len(rtt)),
-	}, nil
+	}
 }
 
 // ppCase is one ping-pong configuration.
@@ -308,14 +322,12 @@ func runPing(ctx context.Context, pc ppCase, samples int, gap time.Duration) (ou
 	case mechQueue:
 		var qs [2]*mpmc.Queue
 		for i, p := range []*string{&a.Req, &a.Resp} {
-			*p = shmPath("ping")
-			q, err := mpmc.Create(*p, mpmc.Config{Capacity: 64, SlotSize: pingSize})
+			q, remove, err := newQueue("ping", 64, pingSize)
 			if err != nil {
-				done(*p)
 				return out, err
 			}
-			qs[i] = q
-			defer func(path string) { q.Close(); done(path) }(*p)
+			defer remove()
+			qs[i], *p = q, q.Path()
 		}
 		stats = func() (s, w uint64) {
 			for _, q := range qs {
@@ -358,22 +370,18 @@ func runPing(ctx context.Context, pc ppCase, samples int, gap time.Duration) (ou
 		}
 	}
 	defer closeFiles()
-	server, err := spawn(ctx, "pp-server", a, serverFiles, nil, budget)
+	server, err := pingServerRole.spawn(ctx, a, spawnOpts{files: serverFiles, watchdog: budget})
 	if err != nil {
 		return out, err
 	}
 	defer server.kill()
-	client, err := spawn(ctx, "pp-client", a, clientFiles, nil, budget)
+	client, err := pingClientRole.spawn(ctx, a, spawnOpts{files: clientFiles, watchdog: budget})
 	if err != nil {
 		return out, err
 	}
 	defer client.kill()
 	closeFiles()
-	g := group{server, client}
-	if err := g.readyAll(); err != nil {
-		return out, err
-	}
-	if _, err := g.startAll(); err != nil {
+	if _, err := (group{server, client}).launch(); err != nil {
 		return out, err
 	}
 	if err := client.finish(&out.ppResult); err != nil {

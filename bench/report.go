@@ -1,67 +1,245 @@
 package main
 
-// RESULTS.md: the results as markdown tables.
+// RESULTS.md: report.tmpl (the layout and the prose) filled with tables
+// built here from the Results (the numbers, formatted).
 
 import (
+	_ "embed"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
+	"text/template"
 
 	"github.com/shmq/mpmc"
 )
 
-func fmtRate(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "n/a"
-	case v >= 1e6:
-		return fmt.Sprintf("%.2f M/s", v/1e6)
-	case v >= 1e3:
-		return fmt.Sprintf("%.1f k/s", v/1e3)
-	}
-	return fmt.Sprintf("%.0f /s", v)
+//go:embed report.tmpl
+var reportTemplate string
+
+// table is a markdown table: a head and rows of cells.
+type table struct {
+	Head []string
+	Rows [][]string
 }
 
-func fmtNs(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "n/a"
-	case v >= 1e6:
-		return fmt.Sprintf("%.2f ms", v/1e6)
-	case v >= 1e3:
-		return fmt.Sprintf("%.2f µs", v/1e3)
-	}
-	return fmt.Sprintf("%.1f ns", v)
+func (t *table) add(cells ...string) { t.Rows = append(t.Rows, cells) }
+
+// reportView is what report.tmpl renders.
+type reportView struct {
+	R                                  *Results
+	DefaultSpin                        string
+	QueueCapacity                      int
+	Machine, Targets, Field, Shmipc    table
+	Inproc, Tput, Ping, Syscalls, Idle table
+	Pending                            table
+	CrossNs, CrossFloor                string // mpmc 64 B 1P/1C across processes: ns/msg, and over the pair
 }
 
-func fmtX(v float64) string {
-	if math.IsNaN(v) {
-		return "n/a"
-	}
-	if v >= 100 {
-		return fmt.Sprintf("%.0fx", v)
-	}
-	return fmt.Sprintf("%.2fx", v)
+var reportFuncs = template.FuncMap{
+	"ns": fmtNs, "rate": fmtRate, "x": fmtX, "g": fmtG, "med": seriesMedian,
+	"join": strings.Join, "joinNs": joinNs, "counts": fmtCounts,
 }
 
-func fmtG(v float64) string {
-	if math.IsNaN(v) {
-		return "n/a"
+// markdown renders the results.
+func (r *Results) markdown() (string, error) {
+	t, err := template.New("report").Funcs(reportFuncs).Parse(reportTemplate)
+	if err != nil {
+		return "", err
 	}
-	return fmt.Sprintf("%.3g", v)
+	v := reportView{R: r, DefaultSpin: mpmc.DefaultSpin.String(), QueueCapacity: queueCapacity,
+		Machine: r.machineTable(), Targets: r.targetsTable(), Field: r.fieldTable(), Shmipc: r.shmipcTable(),
+		Inproc: r.inprocTable(), Tput: r.tputTable(), Ping: r.pingTable(), Syscalls: r.syscallsTable(), Idle: r.idleTable(), Pending: pendingTable(),
+		CrossNs: fmtNs(1e9 / seriesMedian(r.tput(mechQueue, 64, 1, 1))), CrossFloor: fmtX(r.ratioOf(ratioFloor))}
+	var b strings.Builder
+	if err := t.Execute(&b, v); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }
 
-// ratioOf returns the median of the named ratio, or NaN.
-func (r *Results) ratioOf(name string) float64 {
-	for _, rt := range r.Ratios {
-		if rt.Name == name && len(rt.Values) > 0 {
-			return rt.Median
+func (r *Results) machineTable() table {
+	m, o := r.Machine, r.Options
+	t := table{Head: []string{"", ""}}
+	t.add("machine", fmt.Sprintf("%s, %d logical CPUs (GOMAXPROCS %d)", m.CPUModel, m.Cores, m.GOMAXPROCS))
+	t.add("kernel", m.Kernel)
+	t.add("Go", m.GoVersion+" "+m.GOARCH)
+	t.add("library", m.Library)
+	t.add("date", fmt.Sprintf("%s (run took %s)", m.Date, r.FinishedAt.Sub(r.StartedAt).Round(1e9)))
+	if l := r.LoadAvg.Values; len(l) > 0 {
+		t.add("load", fmt.Sprintf("1-minute load average before each measurement: median %.2f, min %.2f, max %.2f, on %d CPUs (the machine is shared: other work competes for the CPUs and shows in every number)",
+			r.LoadAvg.Median, slices.Min(l), slices.Max(l), m.Cores))
+	}
+	mode := ""
+	if o.Quick {
+		mode = " (quick smoke run: numbers are not meaningful)"
+	}
+	t.add("method", fmt.Sprintf("%d repetitions%s; every measurement of a repetition runs in a shuffled order; medians over repetitions; ratios are medians of per-repetition ratios (both sides measured in the same repetition)", o.Reps, mode))
+	t.add("sizes", fmt.Sprintf("queues hold %d messages where they can be sized; cross-process runs stream for %v each; ping-pong %d round trips (%d when both asleep, gap %v)", queueCapacity, o.Duration, o.PingSamples, o.AsleepSamples, o.Gap))
+	return t
+}
+
+func (r *Results) targetsTable() table {
+	t := table{Head: []string{"target", "measured", "goal", "met"}}
+	for _, tg := range r.Targets {
+		op := ">="
+		if tg.AtMost {
+			op = "<="
+		}
+		goal := op + " " + fmtG(tg.Limit) + unitSep(tg.Unit)
+		val, met := fmtG(tg.Value)+unitSep(tg.Unit), "**missed**"
+		switch {
+		case tg.Pending != "":
+			val, met = "pending", "pending: "+tg.Pending+" not in the library yet"
+			if tg.Limit == 0 {
+				goal = "to be set"
+			}
+		case !tg.Measured:
+			val, met = "n/a", "not measured"
+		case tg.Met:
+			met = "met"
+		}
+		t.add(tg.Name, val, goal, met)
+	}
+	return t
+}
+
+func (r *Results) fieldTable() table {
+	t := table{Head: []string{"what", "reference Vyukov", "mpmc, spinning (Try calls)", "mpmc over reference", "mpmc, Enqueue/Dequeue", "mpmc over reference"}}
+	floor := func(m string) string { return fmtNs(seriesMedian(r.floorRow(m).NsPerPair)) }
+	t.add("one goroutine, TryEnqueue+TryDequeue pair, ns per pair", floor(mechRef), floor(mechQueue), fmtX(r.ratioOf(ratioPair)), "-", "-")
+	p := func(m string) string { return fmtNs(1e9 / seriesMedian(r.tput(m, 64, 1, 1))) }
+	t.add("1P/1C processes, 64 B, ns/msg", p(mechRef), p(mechQueueSpin), fmtX(r.ratioOf(ratioProcSpin)), p(mechQueue), fmtX(r.ratioOf(ratioProcBlocking)))
+	g := func(m string) string { return fmtNs(seriesMedian(r.inproc(m, 1, 1).NsPerMsg)) }
+	t.add("1P/1C goroutines, 64 B, ns/msg", g(mechRef), g(mechQueueSpin), fmtX(r.ratioOf(ratioGorSpin)), g(mechQueue)+" (8 B)", fmtX(r.ratioOf(ratioGorBlocking)))
+	return t
+}
+
+func (r *Results) shmipcTable() table {
+	t := table{Head: []string{"configuration", "streaming msgs/s", "mpmc msgs/s over it", "Flushes that met a full IO queue", "writes over the socket (fallback)", "ping-pong p50", "p99", "its p50 over mpmc's"}}
+	for _, s := range r.Shmipc {
+		t.add(s.Mechanism, fmtRate(seriesMedian(s.MsgsPerSec)), fmtX(r.ratioOf(ratioShmipcStream(s.Mechanism))), joinU(s.QueueFull), joinU(s.FallbackWrites),
+			fmtNs(seriesMedian(s.P50Ns)), fmtNs(seriesMedian(s.P99Ns)), fmtX(r.ratioOf(ratioShmipcPing(s.Mechanism))))
+	}
+	return t
+}
+
+func (r *Results) inprocTable() table {
+	t := table{Head: []string{"mechanism"}}
+	for _, sh := range inprocShapes {
+		n := fmt.Sprintf("%dP/%dC", sh[0], sh[1])
+		t.Head = append(t.Head, n+" ns/msg", n+" msgs/s", "mpmc speed-up")
+	}
+	var mechs []string
+	for _, ic := range inprocCases {
+		if !slices.Contains(mechs, ic.Mech) {
+			mechs = append(mechs, ic.Mech)
 		}
 	}
-	return math.NaN()
+	for _, m := range mechs {
+		row := []string{m}
+		for _, sh := range inprocShapes {
+			v := seriesMedian(r.inproc(m, sh[0], sh[1]).NsPerMsg)
+			sp := "-"
+			if m != mechQueue && !isSpinning(m) {
+				sp = fmtX(r.ratioOf(ratioInproc(sh[0], sh[1], m)))
+			}
+			row = append(row, fmtNs(v), fmtRate(1e9/v), sp)
+		}
+		t.add(row...)
+	}
+	return t
 }
 
+func (r *Results) tputTable() table {
+	t := table{Head: []string{"mechanism", "message", "1P/1C msgs/s", "4P/4C msgs/s", "4/4 over 1/1", "mpmc speed-up 1/1", "mpmc speed-up 4/4", "queue sleeps+wake-ups per message 1/1, 4/4"}}
+	for _, size := range tputSizes {
+		for _, m := range r.tputMechs() {
+			if isSpinning(m) {
+				continue
+			}
+			sp := func(p, c int) string {
+				if m == mechQueue {
+					return "-"
+				}
+				return fmtX(r.ratioOf(ratioTput(size, p, c, m)))
+			}
+			ev := "-"
+			if m == mechQueue {
+				ev = fmtG(seriesMedian(r.tputRow(m, size, 1, 1).QueueEventsPerMsg)) + ", " + fmtG(seriesMedian(r.tputRow(m, size, 4, 4).QueueEventsPerMsg))
+			}
+			t.add(m, fmtSize(size), fmtRate(seriesMedian(r.tput(m, size, 1, 1))), fmtRate(seriesMedian(r.tput(m, size, 4, 4))),
+				fmtX(r.ratioOf(ratioScale(size, m))), sp(1, 1), sp(4, 4), ev)
+		}
+	}
+	return t
+}
+
+func (r *Results) pingTable() table {
+	t := table{Head: []string{"mechanism", "p50", "p99", "p50 over raw futex", "queue sleeps per round trip", "queue wake-ups per round trip"}}
+	for i, p := range r.PingPong {
+		rt, sl, wk := "-", "-", "-"
+		if i < len(pingCases) && p.Mechanism != mechFutex {
+			rt = fmtX(r.ratioOf(ratioPing(p.Name, pingRef(pingCases[i]))))
+		}
+		if p.Mechanism == mechQueue {
+			sl, wk = fmtG(p.SleepsPerRTT), fmtG(p.WakeupsPerRTT)
+		}
+		t.add(p.Name, fmtNs(seriesMedian(p.P50Ns)), fmtNs(seriesMedian(p.P99Ns)), rt, sl, wk)
+	}
+	for _, s := range r.Shmipc {
+		t.add(s.Mechanism, fmtNs(seriesMedian(s.P50Ns)), fmtNs(seriesMedian(s.P99Ns)), "-", "-", "-")
+	}
+	return t
+}
+
+func (r *Results) syscallsTable() table {
+	t := table{Head: []string{"counted by", "messages", "system calls, streaming", "system calls, baseline (no messages)", "per message", "queue sleeps+wake-ups per message (Stats)"}}
+	rows := r.Syscalls.Runs
+	if r.Syscalls.Strace != nil {
+		rows = append(slices.Clone(rows), *r.Syscalls.Strace)
+	}
+	for _, s := range rows {
+		t.add(s.Tool, fmt.Sprint(s.Messages), fmt.Sprint(s.Syscalls), fmt.Sprint(s.BaselineSyscalls), fmtG(s.PerMessage), fmtG(s.EventsPerMessage))
+	}
+	return t
+}
+
+func (r *Results) idleTable() table {
+	t := table{Head: []string{"measurement", "value"}}
+	t.add(fmt.Sprintf("CPU of a consumer process blocked in Dequeue on an empty queue for %v (getrusage user+sys)", r.Options.IdleFor),
+		fmt.Sprintf("%s%% of a core (repetitions: %s)", fmtG(seriesMedian(r.BlockedCPU.CorePercent)), joinG(r.BlockedCPU.CorePercent.Values)))
+	before := 0
+	if len(r.Threads.Runs) > 0 {
+		before = r.Threads.Runs[0].Before
+	}
+	t.add(fmt.Sprintf("OS threads of a process with %d goroutines blocked in Dequeue (/proc/self/status)", r.Threads.Goroutines),
+		fmt.Sprintf("%s (before the goroutines: %d)", fmtG(seriesMedian(r.Threads.Blocked)), before))
+	return t
+}
+
+// joinU lists counts, one per repetition.
+func joinU(v []uint64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+func pendingTable() table {
+	t := table{Head: []string{"case", "waits for", "goal"}}
+	for _, p := range pendingCases {
+		goal := "to be set"
+		if p.Limit > 0 {
+			goal = ">= " + fmtX(p.Limit)
+		}
+		t.add(p.Name, p.API, goal)
+	}
+	return t
+}
+
+// tput returns the throughput series of a cross-process case.
 func (r *Results) tput(mech string, size, p, c int) Series {
 	return r.tputRow(mech, size, p, c).MsgsPerSec
 }
@@ -75,9 +253,6 @@ func (r *Results) tputRow(mech string, size, p, c int) TputRow {
 	return TputRow{}
 }
 
-// med is the median of s, or NaN (shown as n/a) if nothing was measured.
-func med(s Series) float64 { return seriesMedian(s) }
-
 func (r *Results) inproc(mech string, p, c int) InprocRow {
 	for _, t := range r.InProcess {
 		if t.Mechanism == mech && t.Producers == p && t.Consumers == c {
@@ -87,197 +262,11 @@ func (r *Results) inproc(mech string, p, c int) InprocRow {
 	return InprocRow{NsPerMsg: Series{Median: math.NaN()}, MsgsPerSec: math.NaN()}
 }
 
-// markdown renders the results.
-func (r *Results) markdown() string {
-	var b strings.Builder
-	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	m := r.Machine
-	o := r.Options
-	w("# Benchmark results\n\n")
-	w("Generated by `make bench` (the harness in `bench/`); raw numbers in `results.json`, charts in `throughput.png` and `pingpong.png`.\n\n")
-	w("| | |\n|---|---|\n")
-	w("| machine | %s, %d logical CPUs (GOMAXPROCS %d) |\n", m.CPUModel, m.Cores, m.GOMAXPROCS)
-	w("| kernel | %s |\n", m.Kernel)
-	w("| Go | %s %s |\n", m.GoVersion, m.GOARCH)
-	w("| library | %s |\n", m.Library)
-	w("| date | %s (run took %s) |\n", m.Date, r.FinishedAt.Sub(r.StartedAt).Round(1e9))
-	if n := len(r.LoadAvg.Values); n > 0 {
-		w("| load | 1-minute load average before each measurement: median %.2f, min %.2f, max %.2f, on %d CPUs (the machine is shared: other work competes for the CPUs and shows in every number) |\n",
-			r.LoadAvg.Median, slices.Min(r.LoadAvg.Values), slices.Max(r.LoadAvg.Values), m.Cores)
-	}
-	mode := ""
-	if o.Quick {
-		mode = " (quick smoke run: numbers are not meaningful)"
-	}
-	w("| method | %d repetitions%s; every measurement of a repetition runs in a shuffled order; medians over repetitions; ratios are medians of per-repetition ratios (both sides measured in the same repetition) |\n", o.Reps, mode)
-	w("| sizes | queue and alternatives hold %d messages where they can be sized; cross-process runs stream for %v each; ping-pong %d round trips (%d when both asleep, gap %v) |\n\n", queueCapacity, o.Duration, o.PingSamples, o.AsleepSamples, o.Gap)
-
-	w("## Targets\n\n| target | measured | goal | met |\n|---|---|---|---|\n")
-	for _, t := range r.Targets {
-		op := ">="
-		if t.AtMost {
-			op = "<="
-		}
-		met := "**missed**"
-		switch {
-		case !t.Measured:
-			met = "not measured"
-		case t.Met:
-			met = "met"
-		}
-		val := fmtG(t.Value) + unitSep(t.Unit)
-		if !t.Measured {
-			val = "n/a"
-		}
-		w("| %s | %s | %s %s%s | %s |\n", t.Name, val, op, fmtG(t.Limit), unitSep(t.Unit), met)
-	}
-
-	w("\n## In process (goroutines, 8-byte messages)\n\n")
-	w("| mechanism | 1P/1C ns/msg | 1P/1C msgs/s | mpmc speed-up | 4P/4C ns/msg | 4P/4C msgs/s | mpmc speed-up |\n|---|---|---|---|---|---|---|\n")
-	for _, mech := range inprocMechs {
-		w("| %s |", mech)
-		for _, sh := range inprocShapes {
-			row := r.inproc(mech, sh[0], sh[1])
-			sp := "-"
-			if mech != mechQueue {
-				sp = fmtX(r.ratioOf(fmt.Sprintf("in-process %dx%d: mpmc msgs/s over %s", sh[0], sh[1], mech)))
-			}
-			w(" %s | %s | %s |", fmtNs(med(row.NsPerMsg)), fmtRate(1e9/med(row.NsPerMsg)), sp)
-		}
-		w("\n")
-	}
-	w("\nmpmc is a queue segment in /dev/shm used by goroutines of one process; chan is a buffered channel; the mutex+cond ring and Workiva's RingBuffer are on the Go heap.\n")
-
-	w("\n## The floor\n\nOne uncontended `TryEnqueue`+`TryDequeue` pair of 64 bytes on one goroutine: **%s** (repetitions: %s).\n", fmtNs(med(r.FloorNs)), joinNs(r.FloorNs.Values))
-	w("Cross-process 64 B 1P/1C costs %s per message, %s the floor.\n", fmtNs(1e9/med(r.tput(mechQueue, 64, 1, 1))), fmtX(r.ratioOf("across processes 64 B 1x1: mpmc ns/msg over the floor (one TryEnqueue+TryDequeue)")))
-
-	w("\n## Across processes: throughput\n\n")
-	w("| mechanism | message | 1P/1C msgs/s | 4P/4C msgs/s | 4/4 over 1/1 | mpmc speed-up 1/1 | mpmc speed-up 4/4 | queue sleeps+wake-ups per message 1/1, 4/4 |\n|---|---|---|---|---|---|---|---|\n")
-	mechs := r.tputMechs()
-	for _, size := range tputSizes {
-		for _, mech := range mechs {
-			sp := func(p, c int) string {
-				if mech == mechQueue {
-					return "-"
-				}
-				return fmtX(r.ratioOf(fmt.Sprintf("across processes %d B %dx%d: mpmc msgs/s over %s", size, p, c, mech)))
-			}
-			ev := "-"
-			if mech == mechQueue {
-				ev = fmtG(med(r.tputRow(mech, size, 1, 1).QueueEventsPerMsg)) + ", " + fmtG(med(r.tputRow(mech, size, 4, 4).QueueEventsPerMsg))
-			}
-			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", mech, fmtSize(size),
-				fmtRate(med(r.tput(mech, size, 1, 1))), fmtRate(med(r.tput(mech, size, 4, 4))),
-				fmtX(r.ratioOf(fmt.Sprintf("across processes %d B: %s 4x4 over 1x1 msgs/s", size, mech))), sp(1, 1), sp(4, 4), ev)
+func (r *Results) floorRow(mech string) FloorRow {
+	for _, f := range r.Floor {
+		if f.Mechanism == mech {
+			return f
 		}
 	}
-	w("\nEach producer and consumer is its own process (the harness binary re-executed). Pipe and socket use one write/read system call per message on blocking descriptors; the POSIX message queue uses raw mq_timedsend/mq_timedreceive system calls (no cgo).\n")
-
-	w("\n## Ping-pong round trip (64 B, two processes)\n\n")
-	w("| mechanism | p50 | p99 | p50 over raw futex | queue sleeps per round trip | queue wake-ups per round trip |\n|---|---|---|---|---|---|\n")
-	for _, p := range r.PingPong {
-		ref := "raw futex"
-		if strings.Contains(p.Name, "both asleep") {
-			ref = "raw futex, both asleep"
-		}
-		rt := "-"
-		if !strings.HasPrefix(p.Name, "raw futex") {
-			rt = fmtX(r.ratioOf(fmt.Sprintf("ping-pong p50: %s over %s", p.Name, ref)))
-		}
-		sl, wk := "-", "-"
-		if p.Mechanism == mechQueue {
-			sl, wk = fmtG(p.SleepsPerRTT), fmtG(p.WakeupsPerRTT)
-		}
-		w("| %s | %s | %s | %s | %s | %s |\n", p.Name, fmtNs(med(p.P50Ns)), fmtNs(med(p.P99Ns)), rt, sl, wk)
-	}
-	w("\n*default* is the queue's default waiting (spin %v, then futex sleep); *spin only* is `SetSpin(-1)`, *sleep at once* `SetSpin(0)`. *Both asleep*: each side busy-works %v (more than the spin budget) before sending, so its peer is asleep in the futex when the message lands; the gap is subtracted. *Raw futex* is two 32-bit words in a MAP_SHARED mapping with FUTEX_WAIT/FUTEX_WAKE (shared), always sleeping. Pipe: a pipe each way; unix seqpacket: a socketpair.\n", mpmc.DefaultSpin, o.Gap)
-
-	sc := r.Syscalls
-	w("\n## System calls per message under saturation (mpmc, 1P/1C processes, 64 B)\n\n")
-	if sc.Tool == "" {
-		w("Not measured: no tool could count system calls here (see notes).\n")
-	} else {
-		w("| counted by | messages | system calls, streaming | system calls, baseline (no messages) | per message | queue sleeps+wake-ups per message (Stats) |\n|---|---|---|---|---|---|\n")
-		rows := sc.Runs
-		if sc.Strace != nil {
-			rows = append(append([]syscallOutcome{}, rows...), *sc.Strace)
-		}
-		for _, s := range rows {
-			w("| %s | %d | %d | %d | %s | %s |\n", s.Tool, s.Messages, s.Syscalls, s.BaselineSyscalls, fmtG(s.PerMessage), fmtG(s.EventsPerMessage))
-		}
-		w("\nMedian over repetitions (%s): **%s** system calls per message; the queue's own counters say %s sleeps+wake-ups per message. Both children (producer and consumer) are counted whole, from exec to exit, once streaming for %v and once sending nothing; the difference is divided by the messages passed.\n",
-			sc.Tool, fmtG(med(sc.PerMessage)), fmtG(med(sc.QueueEventsPerMessage)), o.Duration)
-		if sc.Strace != nil {
-			w("\nUnder `strace -f -c` (which slows every system call), streaming: %s; baseline: %s.\n", fmtCounts(sc.Strace.Top), fmtCounts(sc.Strace.BaselineTop))
-		}
-	}
-
-	w("\n## Idle cost\n\n| measurement | value |\n|---|---|\n")
-	w("| CPU of a consumer process blocked in Dequeue on an empty queue for %v (getrusage user+sys) | %s%% of a core (repetitions: %s) |\n", o.IdleFor, fmtG(med(r.BlockedCPU.CorePercent)), joinG(r.BlockedCPU.CorePercent.Values))
-	before := 0
-	if len(r.Threads.Runs) > 0 {
-		before = r.Threads.Runs[0].Before
-	}
-	w("| OS threads of a process with %d goroutines blocked in Dequeue (/proc/self/status) | %s (before the goroutines: %d) |\n", r.Threads.Goroutines, fmtG(med(r.Threads.Blocked)), before)
-
-	if len(r.Notes) > 0 {
-		w("\n## Notes\n\n")
-		for _, n := range r.Notes {
-			w("- %s\n", n)
-		}
-	}
-	return b.String()
-}
-
-func (r *Results) tputMechs() []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, t := range r.Throughput {
-		if !seen[t.Mechanism] {
-			seen[t.Mechanism] = true
-			out = append(out, t.Mechanism)
-		}
-	}
-	return out
-}
-
-func unitSep(u string) string {
-	if u == "" || u == "x" {
-		return u
-	}
-	return " " + u
-}
-
-func fmtSize(n int) string {
-	if n >= 1024 && n%1024 == 0 {
-		return fmt.Sprintf("%d KiB", n/1024)
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-func joinNs(v []float64) string {
-	var s []string
-	for _, x := range v {
-		s = append(s, fmtNs(x))
-	}
-	return strings.Join(s, ", ")
-}
-
-func joinG(v []float64) string {
-	var s []string
-	for _, x := range v {
-		s = append(s, fmtG(x))
-	}
-	return strings.Join(s, ", ")
-}
-
-func fmtCounts(c []syscallCount) string {
-	var s []string
-	for _, x := range c {
-		s = append(s, fmt.Sprintf("%s %d", x.Name, x.Calls))
-	}
-	if len(s) == 0 {
-		return "none"
-	}
-	return strings.Join(s, ", ")
+	return FloorRow{}
 }

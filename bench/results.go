@@ -24,9 +24,10 @@ type Results struct {
 	LoadAvg Series
 
 	InProcess  []InprocRow
-	FloorNs    Series
+	Floor      []FloorRow
 	Throughput []TputRow
 	PingPong   []PingRow
+	Shmipc     []ShmipcRow
 	Syscalls   SyscallSummary
 	BlockedCPU IdleSummary
 	Threads    ThreadsSummary
@@ -49,6 +50,26 @@ type InprocRow struct {
 	Consumers  int
 	NsPerMsg   Series
 	MsgsPerSec float64 // 1e9 / median ns per message
+}
+
+// FloorRow is one uncontended enqueue+dequeue pair on one goroutine.
+type FloorRow struct {
+	Mechanism string
+	NsPerPair Series
+}
+
+// ShmipcRow is one configuration of shmipc-go: streaming 64 B from one
+// process to another, and ping-pong.
+type ShmipcRow struct {
+	Mechanism  string
+	MsgsPerSec Series
+	P50Ns      Series
+	P99Ns      Series
+	// QueueFull and FallbackWrites are, per streaming run, the producer's
+	// Flush calls that met a full IO queue and its writes that went over
+	// the unix socket instead of shared memory.
+	QueueFull      []uint64
+	FallbackWrites []uint64
 }
 
 // TputRow is one cross-process mechanism, message size and shape.
@@ -115,135 +136,143 @@ type Target struct {
 	// Measured is false when the run lacks what the target needs (Value
 	// is then 0 and Met false).
 	Measured bool
+	// Pending names the library API the target waits for (then nothing
+	// was measured).
+	Pending string `json:",omitempty"`
 }
 
+// Names of the ratios the targets and the report refer to.
+const (
+	ratioPair         = "pair on one goroutine: mpmc ns over the reference"
+	ratioProcSpin     = "across processes 64 B 1x1, both spinning: mpmc ns/msg over the reference"
+	ratioProcBlocking = "across processes 64 B 1x1: mpmc (Enqueue/Dequeue) ns/msg over the reference (spinning)"
+	ratioGorSpin      = "in-process 1x1, both spinning: mpmc ns/msg over the reference"
+	ratioGorBlocking  = "in-process 1x1: mpmc (Enqueue/Dequeue) ns/msg over the reference (spinning)"
+	ratioFloor        = "across processes 64 B 1x1: mpmc ns/msg over the floor (one TryEnqueue+TryDequeue)"
+)
+
+// ratioInproc names the ratio of mpmc's in-process rate over mech's.
+func ratioInproc(p, c int, mech string) string {
+	return fmt.Sprintf("in-process %dx%d: mpmc msgs/s over %s", p, c, mech)
+}
+
+// ratioTput names the ratio of mpmc's cross-process rate over mech's.
+func ratioTput(size, p, c int, mech string) string {
+	return fmt.Sprintf("across processes %d B %dx%d: mpmc msgs/s over %s", size, p, c, mech)
+}
+
+// ratioScale names the ratio of mech's 4x4 rate over its 1x1 rate.
+func ratioScale(size int, mech string) string {
+	return fmt.Sprintf("across processes %d B: %s 4x4 over 1x1 msgs/s", size, mech)
+}
+
+// ratioPing names the ratio of a ping-pong p50 over its raw-futex peer.
+func ratioPing(name, ref string) string { return fmt.Sprintf("ping-pong p50: %s over %s", name, ref) }
+
+// ratioShmipcStream and ratioShmipcPing name mpmc against shmipc-go.
+func ratioShmipcStream(mech string) string {
+	return "across processes 64 B 1x1 streaming: mpmc msgs/s over " + mech
+}
+func ratioShmipcPing(mech string) string {
+	return "ping-pong p50: " + mech + " over mpmc default, peer active"
+}
+
+// pingRef is the raw-futex case a ping-pong case is compared with.
+func pingRef(pc ppCase) string {
+	if pc.Asleep {
+		return "raw futex, both asleep"
+	}
+	return "raw futex"
+}
+
+// aggregate turns what was measured into Results: rows, ratios, targets.
 func aggregate(o options, r *raw, started time.Time) *Results {
 	res := &Results{Machine: machineInfo(), Options: o, StartedAt: started, FinishedAt: time.Now(), Notes: r.notes, LoadAvg: newSeries(r.loads)}
 	s := r.s
-	ratio := func(name string, a, b []float64) Ratio {
+	ratio := func(name string, a, b []float64) {
 		v, m := pairedRatio(a, b)
-		rt := Ratio{Name: name, Values: v, Median: fin(m)}
-		res.Ratios = append(res.Ratios, rt)
-		return rt
+		res.Ratios = append(res.Ratios, Ratio{Name: name, Values: v, Median: fin(m)})
 	}
-	inv := func(xs []float64) []float64 {
-		out := make([]float64, len(xs))
-		for i, x := range xs {
-			out[i] = 1 / x
-		}
-		return out
-	}
+	inproc := func(m string, p, c int) []float64 { return s["inproc/"+inprocCase{m, p, c}.key()] }
+	tput := func(m string, size, p, c int) []float64 { return s["tput/"+tputKey(m, size, p, c)] }
 
-	// In process.
-	for _, sh := range inprocShapes {
-		for _, m := range inprocMechs {
-			ic := inprocCase{Mech: m, P: sh[0], C: sh[1]}
-			v := newSeries(s["inproc/"+ic.key()])
-			res.InProcess = append(res.InProcess, InprocRow{Mechanism: m, Producers: sh[0], Consumers: sh[1], NsPerMsg: v, MsgsPerSec: fin(1e9 / v.Median)})
-		}
-		q := s["inproc/"+inprocCase{mechQueue, sh[0], sh[1]}.key()]
-		for _, m := range inprocMechs[1:] {
-			ratio(fmt.Sprintf("in-process %dx%d: mpmc msgs/s over %s", sh[0], sh[1], m), s["inproc/"+inprocCase{m, sh[0], sh[1]}.key()], q)
+	for _, ic := range inprocCases {
+		v := newSeries(s["inproc/"+ic.key()])
+		res.InProcess = append(res.InProcess, InprocRow{Mechanism: ic.Mech, Producers: ic.P, Consumers: ic.C, NsPerMsg: v, MsgsPerSec: fin(1e9 / v.Median)})
+		if ic.Mech != mechQueue && ic.Mech != mechQueueSpin && ic.Mech != mechRef {
+			ratio(ratioInproc(ic.P, ic.C, ic.Mech), inproc(ic.Mech, ic.P, ic.C), inproc(mechQueue, ic.P, ic.C))
 		}
 	}
-	res.FloorNs = newSeries(s["floor"])
+	ratio(ratioGorSpin, inproc(mechQueueSpin, 1, 1), inproc(mechRef, 1, 1))
+	ratio(ratioGorBlocking, inproc(mechQueue, 1, 1), inproc(mechRef, 1, 1))
+	for _, m := range floorMechs {
+		res.Floor = append(res.Floor, FloorRow{Mechanism: m, NsPerPair: newSeries(s["floor/"+m])})
+	}
+	ratio(ratioPair, s["floor/"+mechQueue], s["floor/"+mechRef])
 
-	// Across processes.
+	for _, tc := range tputCases(r.tputMechs) {
+		res.Throughput = append(res.Throughput, TputRow{Mechanism: tc.Mech, Size: tc.Size, Producers: tc.P, Consumers: tc.C, MsgsPerSec: newSeries(s["tput/"+tc.key()]), QueueEventsPerMsg: newSeries(s["tputev/"+tc.key()])})
+		if tc.Mech != mechQueue && !isSpinning(tc.Mech) {
+			ratio(ratioTput(tc.Size, tc.P, tc.C, tc.Mech), tput(mechQueue, tc.Size, tc.P, tc.C), tput(tc.Mech, tc.Size, tc.P, tc.C))
+		}
+	}
 	for _, size := range tputSizes {
-		for _, sh := range tputShapes {
-			for _, m := range r.tputMechs {
-				tc := tputCase{Mech: m, Size: size, P: sh[0], C: sh[1]}
-				res.Throughput = append(res.Throughput, TputRow{Mechanism: m, Size: size, Producers: sh[0], Consumers: sh[1], MsgsPerSec: newSeries(s["tput/"+tc.key()]), QueueEventsPerMsg: newSeries(s["tputev/"+tc.key()])})
-			}
-			q := s["tput/"+tputKey(mechQueue, size, sh[0], sh[1])]
-			for _, m := range r.tputMechs[1:] {
-				ratio(fmt.Sprintf("across processes %d B %dx%d: mpmc msgs/s over %s", size, sh[0], sh[1], m), q, s["tput/"+tputKey(m, size, sh[0], sh[1])])
-			}
-		}
 		for _, m := range r.tputMechs {
-			ratio(fmt.Sprintf("across processes %d B: %s 4x4 over 1x1 msgs/s", size, m),
-				s["tput/"+tputKey(m, size, 4, 4)], s["tput/"+tputKey(m, size, 1, 1)])
+			ratio(ratioScale(size, m), tput(m, size, 4, 4), tput(m, size, 1, 1))
 		}
 	}
-	q11 := s["tput/"+tputKey(mechQueue, 64, 1, 1)]
-	floorRatio := ratio("across processes 64 B 1x1: mpmc ns/msg over the floor (one TryEnqueue+TryDequeue)", inv(q11), scale(s["floor"], 1e-9))
+	ratio(ratioProcSpin, tput(mechRef, 64, 1, 1), tput(mechQueueSpin, 64, 1, 1))
+	ratio(ratioProcBlocking, tput(mechRef, 64, 1, 1), tput(mechQueue, 64, 1, 1))
+	ratio(ratioFloor, inv(tput(mechQueue, 64, 1, 1)), scale(s["floor/"+mechQueue], 1e-9))
 
-	// Ping-pong.
 	for _, pc := range pingCases {
-		row := PingRow{Name: pc.Name, Mechanism: pc.Mech, P50Ns: newSeries(s["ping/"+pc.Name+"/p50"]), P99Ns: newSeries(s["ping/"+pc.Name+"/p99"])}
-		var sl, wk []float64
-		for _, out := range r.pings[pc.Name] {
-			row.SamplesEachTime = out.Samples
-			if pc.Mech == mechQueue && out.Samples > 0 {
-				// Counters include the warm-up round trips.
-				n := float64(out.Samples + max(out.Samples/10, 10))
-				sl = append(sl, float64(out.Sleeps)/n)
-				wk = append(wk, float64(out.Wakeups)/n)
-			}
+		res.PingPong = append(res.PingPong, pingRow(pc, s, r.pings[pc.Name]))
+		if pc.Mech != mechFutex {
+			ratio(ratioPing(pc.Name, pingRef(pc)), s["ping/"+pc.Name+"/p50"], s["ping/"+pingRef(pc)+"/p50"])
 		}
-		row.SleepsPerRTT, row.WakeupsPerRTT = fin(median(sl)), fin(median(wk))
-		res.PingPong = append(res.PingPong, row)
 	}
-	for _, pc := range pingCases {
-		if pc.Name == "raw futex" || pc.Name == "raw futex, both asleep" {
-			continue
-		}
-		ref := "raw futex"
-		if pc.Asleep {
-			ref = "raw futex, both asleep"
-		}
-		ratio(fmt.Sprintf("ping-pong p50: %s over %s", pc.Name, ref), s["ping/"+pc.Name+"/p50"], s["ping/"+ref+"/p50"])
-	}
-	ratio("ping-pong p50: mpmc default, both asleep over raw futex (back to back)", s["ping/mpmc default, both asleep/p50"], s["ping/raw futex/p50"])
+	ratio(ratioPing("mpmc default, both asleep", "raw futex (back to back)"), s["ping/mpmc default, both asleep/p50"], s["ping/raw futex/p50"])
 
-	// System calls, idle CPU, threads.
+	for _, m := range shmipcMechs {
+		row := ShmipcRow{Mechanism: m, MsgsPerSec: newSeries(s["shmipc/"+m+"/stream"]), P50Ns: newSeries(s["shmipc/"+m+"/p50"]), P99Ns: newSeries(s["shmipc/"+m+"/p99"])}
+		for _, out := range r.shmipc[m+"/stream"] {
+			row.QueueFull = append(row.QueueFull, out.Client.QueueFull)
+			row.FallbackWrites = append(row.FallbackWrites, out.Client.FallbackW)
+		}
+		res.Shmipc = append(res.Shmipc, row)
+		ratio(ratioShmipcStream(m), tput(mechQueue, 64, 1, 1), s["shmipc/"+m+"/stream"])
+		ratio(ratioShmipcPing(m), s["shmipc/"+m+"/p50"], s["ping/mpmc default, peer active/p50"])
+	}
+
 	res.Syscalls = SyscallSummary{PerMessage: newSeries(s["syscalls/per-msg"]), QueueEventsPerMessage: newSeries(s["syscalls/events-per-msg"]), Runs: r.syscalls, Strace: r.strace}
 	if len(r.syscalls) > 0 {
 		res.Syscalls.Tool = r.syscalls[0].Tool
 	}
 	res.BlockedCPU = IdleSummary{CorePercent: newSeries(s["idle/core%"]), Runs: r.idle}
 	res.Threads = ThreadsSummary{Goroutines: o.Goroutines, Blocked: newSeries(s["threads"]), Runs: r.threads}
-
-	// Targets.
-	find := res.ratioOf
-	add := func(t Target, ok bool) {
-		t.Measured = !math.IsNaN(t.Value)
-		t.Met = t.Measured && ok
-		t.Value = fin(t.Value)
-		res.Targets = append(res.Targets, t)
-	}
-	atLeast := func(name string, v, limit float64, unit string) {
-		add(Target{Name: name, Value: v, Limit: limit, Unit: unit}, v >= limit)
-	}
-	atMost := func(name string, v, limit float64, unit string) {
-		add(Target{Name: name, Value: v, Limit: limit, AtMost: true, Unit: unit}, v <= limit)
-	}
-	for _, sh := range inprocShapes {
-		atLeast(fmt.Sprintf("in-process %dP/%dC: mpmc msgs/s vs buffered channel", sh[0], sh[1]),
-			find(fmt.Sprintf("in-process %dx%d: mpmc msgs/s over %s", sh[0], sh[1], mechChan)), 4, "x")
-	}
-	atLeast("across processes 64 B 1P/1C: mpmc vs pipe", find("across processes 64 B 1x1: mpmc msgs/s over "+mechPipe), 30, "x")
-	atLeast("across processes 64 B 1P/1C: mpmc vs unix SOCK_SEQPACKET", find("across processes 64 B 1x1: mpmc msgs/s over "+mechUnixSock), 60, "x")
-	atMost("across processes 64 B 1P/1C: mpmc ns/msg vs uncontended floor", find(floorRatio.Name), 2.5, "x")
-	for _, size := range tputSizes {
-		atLeast(fmt.Sprintf("across processes %d B: mpmc 4P/4C vs 1P/1C msgs/s", size), find(fmt.Sprintf("across processes %d B: %s 4x4 over 1x1 msgs/s", size, mechQueue)), 0.5, "x")
-	}
-	if res.Syscalls.Tool != "" {
-		atMost("system calls per message under saturation (1P/1C 64 B, "+res.Syscalls.Tool+")", seriesMedian(res.Syscalls.PerMessage), 0.001, "")
-	}
-	atMost("CPU of a consumer blocked on an empty queue", seriesMedian(res.BlockedCPU.CorePercent), 0.1, "% of a core")
-	atMost("ping-pong p50, default waiting, both sides asleep, vs raw futex (both asleep)", find("ping-pong p50: mpmc default, both asleep over raw futex, both asleep"), 1.2, "x")
-	atMost("ping-pong p50, default waiting, peer active", s50(res, "mpmc default, peer active"), 1000, "ns")
+	res.Targets = evalTargets(res)
 	return res
 }
 
-func s50(res *Results, name string) float64 {
-	for _, p := range res.PingPong {
-		if p.Name == name {
-			return seriesMedian(p.P50Ns)
+// isSpinning reports whether mech is one of the two spinning queues (only
+// compared with each other).
+func isSpinning(mech string) bool { return mech == mechQueueSpin || mech == mechRef }
+
+// pingRow aggregates the runs of one ping-pong case.
+func pingRow(pc ppCase, s samples, runs []ppOutcome) PingRow {
+	row := PingRow{Name: pc.Name, Mechanism: pc.Mech, P50Ns: newSeries(s["ping/"+pc.Name+"/p50"]), P99Ns: newSeries(s["ping/"+pc.Name+"/p99"])}
+	var sl, wk []float64
+	for _, out := range runs {
+		row.SamplesEachTime = out.Samples
+		if pc.Mech == mechQueue && out.Samples > 0 {
+			// Counters include the warm-up round trips.
+			n := float64(out.Samples + max(out.Samples/10, 10))
+			sl = append(sl, float64(out.Sleeps)/n)
+			wk = append(wk, float64(out.Wakeups)/n)
 		}
 	}
-	return math.NaN()
+	row.SleepsPerRTT, row.WakeupsPerRTT = fin(median(sl)), fin(median(wk))
+	return row
 }
 
 // seriesMedian is the median of s, or NaN if nothing was measured.
@@ -254,10 +283,20 @@ func seriesMedian(s Series) float64 {
 	return s.Median
 }
 
+// scale returns xs, each times f.
 func scale(xs []float64, f float64) []float64 {
 	out := make([]float64, len(xs))
 	for i, x := range xs {
 		out[i] = x * f
+	}
+	return out
+}
+
+// inv returns 1/x for each x of xs.
+func inv(xs []float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = 1 / x
 	}
 	return out
 }

@@ -56,7 +56,7 @@ func defaultOptions() options {
 		Settle:        500 * time.Millisecond,
 		Strace:        true,
 		Seed:          1,
-		OutDir:        ".",
+		OutDir:        "results",
 	}
 }
 
@@ -73,25 +73,6 @@ func (o *options) quick() {
 	o.Settle = 100 * time.Millisecond
 }
 
-// Shapes measured.
-var (
-	inprocShapes = [][2]int{{1, 1}, {4, 4}}
-	tputShapes   = [][2]int{{1, 1}, {4, 4}}
-	tputSizes    = []int{64, 1024}
-)
-
-// pingCases are the ping-pong configurations, in display order.
-var pingCases = []ppCase{
-	{Name: "mpmc default, peer active", Mech: mechQueue},
-	{Name: "mpmc default, both asleep", Mech: mechQueue, Asleep: true},
-	{Name: "mpmc spin only", Mech: mechQueue, SetSpin: true, Spin: -1},
-	{Name: "mpmc sleep at once", Mech: mechQueue, SetSpin: true, Spin: 0},
-	{Name: "raw futex", Mech: mechFutex},
-	{Name: "raw futex, both asleep", Mech: mechFutex, Asleep: true},
-	{Name: "pipe", Mech: mechPipe},
-	{Name: "unix seqpacket", Mech: mechUnixSock},
-}
-
 // samples collects per-repetition values by key; the i-th value of every
 // key comes from repetition i.
 type samples map[string][]float64
@@ -106,6 +87,7 @@ type raw struct {
 	idle       []idleOutcome
 	threads    []threadsResult
 	pings      map[string][]ppOutcome
+	shmipc     map[string][]shmipcOutcome // by mechanism + "/stream" or "/ping"
 	tputMechs  []string
 	mqCapacity int
 	notes      []string
@@ -120,7 +102,7 @@ type task struct {
 
 // measure runs every repetition and returns what was measured.
 func measure(ctx context.Context, o options, log io.Writer) (*raw, error) {
-	r := &raw{s: samples{}, pings: map[string][]ppOutcome{}}
+	r := &raw{s: samples{}, pings: map[string][]ppOutcome{}, shmipc: map[string][]shmipcOutcome{}}
 	var only *regexp.Regexp
 	if o.Only != "" {
 		var err error
@@ -160,36 +142,45 @@ func measure(ctx context.Context, o options, log io.Writer) (*raw, error) {
 
 	for rep := range o.Reps {
 		var tasks []task
-		for _, sh := range inprocShapes {
-			for _, m := range inprocMechs {
-				ic := inprocCase{Mech: m, P: sh[0], C: sh[1]}
-				tasks = append(tasks, task{"inproc " + ic.key(), func() error {
-					ns, err := runInproc(ic, o.InprocMsgs)
-					r.s.add("inproc/"+ic.key(), ns)
-					return err
-				}})
-			}
+		for _, ic := range inprocCases {
+			tasks = append(tasks, task{"inproc " + ic.key(), func() error {
+				ns, err := runInproc(ic, o.InprocMsgs)
+				r.s.add("inproc/"+ic.key(), ns)
+				return err
+			}})
 		}
-		tasks = append(tasks, task{"floor", func() error {
-			ns, err := runFloor(o.FloorOps)
-			r.s.add("floor", ns)
-			return err
-		}})
-		for _, size := range tputSizes {
-			for _, sh := range tputShapes {
-				for _, m := range r.tputMechs {
-					tc := tputCase{Mech: m, Size: size, P: sh[0], C: sh[1], SetSpin: o.QueueSpinSet, Spin: o.QueueSpin}
-					tasks = append(tasks, task{"throughput " + tc.key(), func() error {
-						out, err := runTput(ctx, tc, o.Duration, nil)
-						r.s.add("tput/"+tc.key(), out.MsgsPerSec)
-						if m == mechQueue && out.Messages > 0 {
-							s := out.Stats
-							r.s.add("tputev/"+tc.key(), float64(s.ConsumerSleeps+s.ProducerSleeps+s.ConsumerWakeups+s.ProducerWakeups)/float64(out.Messages))
-						}
-						return err
-					}})
+		for _, m := range floorMechs {
+			tasks = append(tasks, task{"floor " + m, func() error {
+				ns, err := runFloor(m, o.FloorOps)
+				r.s.add("floor/"+m, ns)
+				return err
+			}})
+		}
+		for _, tc := range tputCases(r.tputMechs) {
+			tc.SetSpin, tc.Spin = o.QueueSpinSet, o.QueueSpin
+			tasks = append(tasks, task{"throughput " + tc.key(), func() error {
+				out, err := runTput(ctx, tc, o.Duration, nil)
+				r.s.add("tput/"+tc.key(), out.MsgsPerSec)
+				if tc.Mech == mechQueue && out.Messages > 0 {
+					s := out.Stats
+					r.s.add("tputev/"+tc.key(), float64(s.ConsumerSleeps+s.ProducerSleeps+s.ConsumerWakeups+s.ProducerWakeups)/float64(out.Messages))
 				}
-			}
+				return err
+			}})
+		}
+		for _, m := range shmipcMechs {
+			tasks = append(tasks, task{"shmipc-go stream " + m, func() error {
+				out, err := runShmipc(ctx, m, false, o.Duration, 0)
+				r.s.add("shmipc/"+m+"/stream", out.MsgsPerSec)
+				r.shmipc[m+"/stream"] = append(r.shmipc[m+"/stream"], out)
+				return err
+			}}, task{"shmipc-go ping-pong " + m, func() error {
+				out, err := runShmipc(ctx, m, true, 0, o.PingSamples)
+				r.s.add("shmipc/"+m+"/p50", out.Ping.P50)
+				r.s.add("shmipc/"+m+"/p99", out.Ping.P99)
+				r.shmipc[m+"/ping"] = append(r.shmipc[m+"/ping"], out)
+				return err
+			}})
 		}
 		for _, pc := range pingCases {
 			tasks = append(tasks, task{"ping-pong " + pc.Name, func() error {

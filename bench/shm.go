@@ -14,6 +14,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/shmq/mpmc"
+	"golang.org/x/sys/unix"
 )
 
 const shmPrefix = "mpmcbench-"
@@ -89,4 +92,56 @@ func sweepStale() {
 			}
 		}
 	}
+}
+
+// newQueue creates an mpmc queue of capacity slots of slotSize bytes at a
+// new /dev/shm path (q.Path()); remove closes it and removes its file.
+func newQueue(kind string, capacity, slotSize int) (q *mpmc.Queue, remove func(), err error) {
+	path := shmPath(kind)
+	if q, err = mpmc.Create(path, mpmc.Config{Capacity: capacity, SlotSize: slotSize}); err != nil {
+		done(path)
+		return nil, nil, err
+	}
+	return q, func() { q.Close(); done(path) }, nil
+}
+
+// newRef creates a reference queue of capacity slots at a new /dev/shm path
+// (q.path); remove unmaps it and removes its file.
+func newRef(kind string, capacity int) (q *refQueue, remove func(), err error) {
+	path := shmPath(kind)
+	if q, err = createRef(path, capacity); err != nil {
+		done(path)
+		return nil, nil, err
+	}
+	return q, func() { q.close(); done(path) }, nil
+}
+
+// mapFile maps the file at path read-write and MAP_SHARED. With size > 0 it
+// first creates the file, which must not exist, with that size; with size 0
+// it maps the existing file whole.
+func mapFile(path string, size int) ([]byte, error) {
+	flag := os.O_RDWR
+	if size > 0 {
+		flag |= os.O_CREATE | os.O_EXCL
+	}
+	f, err := os.OpenFile(path, flag, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if size > 0 {
+		err = f.Truncate(int64(size))
+	} else if st, serr := f.Stat(); serr != nil {
+		err = serr
+	} else {
+		size = int(st.Size())
+	}
+	if err != nil {
+		return nil, err
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	return mem, nil
 }

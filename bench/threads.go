@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/shmq/mpmc"
 )
 
 // threadsArgs are the arguments of the threads child.
@@ -46,19 +44,15 @@ func osThreads() (int, error) {
 	return 0, errors.New("no Threads: line in /proc/self/status")
 }
 
-func blockedThreads(c *childIO) (any, error) {
-	var a threadsArgs
-	if err := c.decode(&a); err != nil {
-		return nil, err
-	}
-	q, err := mpmc.Open(a.Path)
+// threadsRole is the process of many blocked goroutines.
+var threadsRole = newRole("threads", blockedThreads)
+
+func blockedThreads(c *childIO, a threadsArgs) (any, error) {
+	q, err := c.openQueueReady(a.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer q.Close()
-	if err := c.ready(); err != nil {
-		return nil, err
-	}
 	var r threadsResult
 	if r.Before, err = osThreads(); err != nil {
 		return nil, err
@@ -98,26 +92,11 @@ func blockedThreads(c *childIO) (any, error) {
 // runThreads measures the threads of a process with g goroutines blocked in
 // Dequeue.
 func runThreads(ctx context.Context, g int, settle time.Duration) (r threadsResult, err error) {
-	path := shmPath("threads")
-	defer done(path)
-	q, err := mpmc.Create(path, mpmc.Config{Capacity: queueCapacity, SlotSize: 64})
+	q, remove, err := newQueue("threads", queueCapacity, 64)
 	if err != nil {
 		return r, err
 	}
-	defer q.Close()
-	ctx, cancel := context.WithTimeout(ctx, settle+60*time.Second)
-	defer cancel()
-	p, err := spawn(ctx, "threads", threadsArgs{Path: path, Goroutines: g, Settle: settle}, nil, nil, settle+50*time.Second)
-	if err != nil {
-		return r, err
-	}
-	defer p.kill()
-	if err := p.awaitReady(); err != nil {
-		return r, err
-	}
-	if err := p.start(); err != nil {
-		return r, err
-	}
-	err = p.finish(&r)
+	defer remove()
+	err = threadsRole.run(ctx, threadsArgs{Path: q.Path(), Goroutines: g, Settle: settle}, settle+50*time.Second, &r)
 	return r, err
 }

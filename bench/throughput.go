@@ -59,17 +59,29 @@ type tputOutcome struct {
 	MQCapacity int        // message-queue capacity granted (posix-mq only)
 }
 
-func tputProducer(c *childIO) (any, error) {
-	var a tputArgs
-	if err := c.decode(&a); err != nil {
-		return nil, err
-	}
-	s, err := openSender(a)
+// The two ends of a throughput run.
+var (
+	tputProdRole = newRole("tput-prod", tputProducer)
+	tputConsRole = newRole("tput-cons", tputConsumer)
+)
+
+// openEndReady opens a child's end and a message buffer, then says ready
+// and waits for the start signal.
+func openEndReady(c *childIO, a tputArgs, producer bool) (end, []byte, error) {
+	e, err := openEnd(a, producer)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	msg := make([]byte, a.Size)
 	if err := c.ready(); err != nil {
+		e.close()
+		return nil, nil, err
+	}
+	return e, make([]byte, a.Size), nil
+}
+
+func tputProducer(c *childIO, a tputArgs) (any, error) {
+	s, msg, err := openEndReady(c, a, true)
+	if err != nil {
 		return nil, err
 	}
 	start := nanotime()
@@ -91,17 +103,9 @@ func tputProducer(c *childIO) (any, error) {
 	return tputChildResult{Count: n, StartNs: start, StampNs: end}, nil
 }
 
-func tputConsumer(c *childIO) (any, error) {
-	var a tputArgs
-	if err := c.decode(&a); err != nil {
-		return nil, err
-	}
-	r, err := openReceiver(a)
+func tputConsumer(c *childIO, a tputArgs) (any, error) {
+	r, buf, err := openEndReady(c, a, false)
 	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, a.Size)
-	if err := c.ready(); err != nil {
 		return nil, err
 	}
 	start := nanotime()
@@ -148,15 +152,22 @@ func setupTput(tc tputCase) (*tputSetup, error) {
 	st := &tputSetup{afterSpawn: func() {}, afterProducers: func() error { return nil }, teardown: func() {}}
 	switch tc.Mech {
 	case mechQueue:
-		st.path = shmPath("tput")
-		q, err := mpmc.Create(st.path, mpmc.Config{Capacity: queueCapacity, SlotSize: tc.Size})
+		q, remove, err := newQueue("tput", queueCapacity, tc.Size)
 		if err != nil {
-			done(st.path)
 			return nil, err
 		}
-		st.afterProducers = q.Shutdown
-		st.stats = q.Stats
-		st.teardown = func() { q.Close(); done(st.path) }
+		st.path, st.afterProducers, st.stats, st.teardown = q.Path(), q.Shutdown, q.Stats, remove
+	case mechQueueSpin:
+		// Only the consumers' side differs: the handles spin.
+		tc.Mech = mechQueue
+		return setupTput(tc)
+	case mechRef:
+		q, remove, err := newRef("tput-ref", queueCapacity)
+		if err != nil {
+			return nil, err
+		}
+		st.path, st.teardown = q.path, remove
+		st.afterProducers = func() error { q.shutdown(); return nil }
 	case mechPipe:
 		var p [2]int
 		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
@@ -211,13 +222,13 @@ func runTput(ctx context.Context, tc tputCase, dur time.Duration, wrap wrapFunc)
 	args := tputArgs{Mech: tc.Mech, Size: tc.Size, Path: st.path, Duration: dur, SetSpin: tc.SetSpin, Spin: tc.Spin}
 	var cons, prods group
 	defer func() { cons.killAll(); prods.killAll() }()
-	spawnN := func(g *group, role string, n int, files []*os.File) error {
+	spawnN := func(g *group, r role[tputArgs], n int, files []*os.File) error {
 		for i := range n {
-			var w []string
+			o := spawnOpts{files: files, watchdog: dur + 50*time.Second}
 			if wrap != nil {
-				w = wrap(role, i)
+				o.wrap = wrap(r.name, i)
 			}
-			p, err := spawn(ctx, role, args, files, w, dur+50*time.Second)
+			p, err := r.spawn(ctx, args, o)
 			if err != nil {
 				return err
 			}
@@ -225,18 +236,15 @@ func runTput(ctx context.Context, tc tputCase, dur time.Duration, wrap wrapFunc)
 		}
 		return nil
 	}
-	if err := spawnN(&cons, "tput-cons", tc.C, st.consFiles); err != nil {
+	if err := spawnN(&cons, tputConsRole, tc.C, st.consFiles); err != nil {
 		return out, err
 	}
-	if err := spawnN(&prods, "tput-prod", tc.P, st.prodFiles); err != nil {
+	if err := spawnN(&prods, tputProdRole, tc.P, st.prodFiles); err != nil {
 		return out, err
 	}
 	st.afterSpawn()
 	all := append(append(group{}, cons...), prods...)
-	if err := all.readyAll(); err != nil {
-		return out, err
-	}
-	t0, err := all.startAll()
+	t0, err := all.launch()
 	if err != nil {
 		return out, err
 	}

@@ -20,29 +20,31 @@ const (
 	mechPipe     = "pipe"
 	mechUnixSock = "unix-seqpacket"
 	mechMQ       = "posix-mq"
+	// mechQueueSpin is mpmc driven by TryEnqueue/TryDequeue in a loop
+	// (spinning, never sleeping), as the reference is.
+	mechQueueSpin = "mpmc spinning"
+	// mechRef is the reference Vyukov queue (refq.go), spinning.
+	mechRef = "reference Vyukov"
 )
 
 // errEOS marks the end of the stream at a receiver.
 var errEOS = errors.New("end of stream")
 
-// sender is a producer's end of a mechanism.
-type sender interface {
+// end is either end of a mechanism: producers send, consumers receive;
+// recv returns errEOS once every producer is done and everything was
+// received.
+type end interface {
 	send(msg []byte) error
-	close() error
-}
-
-// receiver is a consumer's end of a mechanism; recv returns errEOS once
-// every producer is done and everything was received.
-type receiver interface {
 	recv(buf []byte) (int, error)
 	close() error
 }
 
 const inheritedFD = 3
 
-func openSender(a tputArgs) (sender, error) {
+// openEnd opens a producer's (producer true) or a consumer's end.
+func openEnd(a tputArgs, producer bool) (end, error) {
 	switch a.Mech {
-	case mechQueue:
+	case mechQueue, mechQueueSpin:
 		q, err := mpmc.Open(a.Path)
 		if err != nil {
 			return nil, err
@@ -50,34 +52,24 @@ func openSender(a tputArgs) (sender, error) {
 		if a.SetSpin {
 			q.SetSpin(a.Spin)
 		}
+		if a.Mech == mechQueueSpin {
+			return queueSpinEnd{q}, nil
+		}
 		return queueEnd{q}, nil
-	case mechPipe, mechUnixSock:
-		return fdEnd{fd: inheritedFD, size: a.Size, stream: a.Mech == mechPipe}, nil
-	case mechMQ:
-		fd, err := mqOpen(a.Path, unix.O_WRONLY, 0, nil)
+	case mechRef:
+		q, err := openRef(a.Path)
 		if err != nil {
 			return nil, err
 		}
-		return mqEnd{fd}, nil
-	}
-	return nil, fmt.Errorf("unknown mechanism %q", a.Mech)
-}
-
-func openReceiver(a tputArgs) (receiver, error) {
-	switch a.Mech {
-	case mechQueue:
-		q, err := mpmc.Open(a.Path)
-		if err != nil {
-			return nil, err
-		}
-		if a.SetSpin {
-			q.SetSpin(a.Spin)
-		}
-		return queueEnd{q}, nil
+		return refEnd{q}, nil
 	case mechPipe, mechUnixSock:
 		return fdEnd{fd: inheritedFD, size: a.Size, stream: a.Mech == mechPipe}, nil
 	case mechMQ:
-		fd, err := mqOpen(a.Path, unix.O_RDONLY, 0, nil)
+		flag := unix.O_RDONLY
+		if producer {
+			flag = unix.O_WRONLY
+		}
+		fd, err := mqOpen(a.Path, flag, 0, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -100,6 +92,72 @@ func (e queueEnd) recv(buf []byte) (int, error) {
 }
 
 func (e queueEnd) close() error { return e.q.Close() }
+
+// spinPause is called after the i-th failed attempt of a spinning end: it
+// yields the CPU (sched_yield) every 256th, so that on a loaded machine a
+// spinning end whose peer was descheduled hands the CPU over instead of
+// burning its whole time slice. Both spinning mechanisms use it alike.
+func spinPause(i int) {
+	if i&255 == 0 {
+		unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+	}
+}
+
+// queueSpinEnd is an end of the queue that spins on the Try calls.
+type queueSpinEnd struct{ q *mpmc.Queue }
+
+func (e queueSpinEnd) send(msg []byte) error {
+	for i := 1; ; i++ {
+		if err := e.q.TryEnqueue(msg); err != mpmc.ErrFull {
+			return err
+		}
+		spinPause(i)
+	}
+}
+
+func (e queueSpinEnd) recv(buf []byte) (int, error) {
+	for i := 1; ; i++ {
+		n, err := e.q.TryDequeue(buf)
+		switch err {
+		case mpmc.ErrEmpty:
+			spinPause(i)
+			continue
+		case mpmc.ErrClosed:
+			return 0, errEOS
+		}
+		return n, err
+	}
+}
+
+func (e queueSpinEnd) close() error { return e.q.Close() }
+
+// refEnd is an end of the reference queue; it spins.
+type refEnd struct{ q *refQueue }
+
+func (e refEnd) send(msg []byte) error {
+	for i := 1; ; i++ {
+		if err := e.q.tryEnqueue(msg); err != errRefFull {
+			return err
+		}
+		spinPause(i)
+	}
+}
+
+func (e refEnd) recv(buf []byte) (int, error) {
+	for i := 1; ; i++ {
+		n, err := e.q.tryDequeue(buf)
+		switch err {
+		case errRefEmpty:
+			spinPause(i)
+			continue
+		case errRefClosed:
+			return 0, errEOS
+		}
+		return n, err
+	}
+}
+
+func (e refEnd) close() error { return e.q.close() }
 
 // fdEnd is an end of a pipe (a byte stream of fixed-size messages, each
 // written atomically since it is at most PIPE_BUF) or of a SOCK_SEQPACKET
