@@ -244,6 +244,7 @@ func TestZeroCopy(t *testing.T) {
 	tk, err := q.TryTake()
 	require.NoError(t, err)
 	assert.Equal(t, "in place", string(tk.Bytes()))
+	assert.Equal(t, uint64(0), tk.ID())
 	_, err = q.TryTake()
 	assert.ErrorIs(t, err, ErrEmpty)
 	assert.False(t, tk.Redelivered())

@@ -87,11 +87,12 @@ const (
 
 	headerSize = participantsOffset + maxParticipants*participantSize // 0x81000
 
-	// Each slot: its sequence word, length, flags, then the payload.
+	// Each slot: its sequence word, length, flags, origin, then the payload.
 	slotSeq        = 0  // uint64
 	slotLength     = 8  // uint32
 	slotFlags      = 12 // uint32: flagRedelivered
-	slotHeaderSize = 16
+	slotOrigin     = 16 // uint64: the position the message was first enqueued at
+	slotHeaderSize = 24
 	slotAlign      = cacheLine
 
 	// Limits that keep every size computation far from overflow.

@@ -303,7 +303,7 @@ func (q *Queue) enqueueSome(rec *atomic.Uint64, msgs [][]byte, done *int) error 
 		return ErrClosed
 	}
 	for len(msgs) > 0 {
-		n, err := q.ring.enqueue(rec, msgs, 0)
+		n, err := q.ring.enqueue(rec, msgs)
 		*done += n
 		if err != nil {
 			return err

@@ -672,6 +672,8 @@ func TestCrashZeroCopy(t *testing.T) {
 			tk, err := q.Take(ctx)
 			require.NoError(t, err)
 			got = append(got, string(tk.Bytes()))
+			want := map[string]uint64{"x": 1, "held": 0, "y": 3} // "held" kept its identity at position 2
+			assert.Equal(t, want[string(tk.Bytes())], tk.ID(), string(tk.Bytes()))
 			if string(tk.Bytes()) == "held" {
 				assert.True(t, tk.Redelivered())
 			}

@@ -160,9 +160,10 @@ type slot struct {
 	seq    atomic.Uint64
 	length uint32 // payload bytes, written by the producer before E6
 	flags  uint32 // flagRedelivered, likewise
+	origin uint64 // the position the message was first enqueued at, likewise
 }
 
-var _ [slotHeaderSize - unsafe.Sizeof(slot{})]byte // the head is 16 bytes
+var _ [slotHeaderSize - unsafe.Sizeof(slot{})]byte // the head is slotHeaderSize bytes
 var _ [unsafe.Sizeof(slot{}) - slotHeaderSize]byte
 
 // ring is one mapping of a segment seen through the protocol. Its geometry
@@ -260,7 +261,7 @@ func (r *ring) enqueue1(rec *atomic.Uint64, msg []byte) error {
 			storeRelease(rec, recInUse)
 			return ErrClosed
 		}
-		r.write(pos, msg, 0)        // E5, E6
+		r.write(pos, msg, 0, pos)   // E5, E6
 		storeRelease(rec, recInUse) // E7
 		return nil
 	}
@@ -360,7 +361,9 @@ func (r *ring) claimWrite(rec *atomic.Uint64, n int) (uint64, int, error) {
 }
 
 // write copies msg into the slot of position pos and publishes it (E5, E6).
-func (r *ring) write(pos uint64, msg []byte, flags uint32) {
+// origin is the position where the message was first enqueued: pos, unless
+// it is being redelivered.
+func (r *ring) write(pos uint64, msg []byte, flags uint32, origin uint64) {
 	sl := r.slot(pos)
 	if hooksEnabled { // a crash point half-way through the copy
 		half := len(msg) / 2
@@ -372,19 +375,20 @@ func (r *ring) write(pos uint64, msg []byte, flags uint32) {
 	}
 	sl.length = uint32(len(msg))
 	sl.flags = flags
+	sl.origin = origin
 	hook(hookEnqueueBeforePublish)
 	storeRelease(&sl.seq, seqWord(pos+1, 0)) // E6
 }
 
 // enqueue enqueues msgs[0], or as many of msgs as fit in one claim, in
 // order, and returns how many.
-func (r *ring) enqueue(rec *atomic.Uint64, msgs [][]byte, flags uint32) (int, error) {
+func (r *ring) enqueue(rec *atomic.Uint64, msgs [][]byte) (int, error) {
 	pos, m, err := r.claimWrite(rec, len(msgs))
 	if err != nil {
 		return 0, err
 	}
 	for i := range m {
-		r.write(pos+uint64(i), msgs[i], flags)
+		r.write(pos+uint64(i), msgs[i], 0, pos+uint64(i))
 		if i == 0 {
 			hook(hookBatchFirstPublished)
 		}
@@ -614,7 +618,7 @@ func (r *ring) heldLive(s side, pos uint64, alive map[int]bool) bool {
 // Config.Redeliver, returns the message of a dead consumer to be enqueued
 // again. rec is the caller's own record, needed for R3; nil drops the
 // message instead.
-func (r *ring) recoverClaim(cl claim, rec *atomic.Uint64, alive map[int]bool) (bool, []byte) {
+func (r *ring) recoverClaim(cl claim, rec *atomic.Uint64, alive map[int]bool) (bool, *redelivery) {
 	if r.heldLive(cl.side, cl.pos, alive) {
 		return false, nil
 	}
@@ -649,9 +653,9 @@ func (r *ring) recoverClaim(cl claim, rec *atomic.Uint64, alive map[int]bool) (b
 		storeRelease(rec, recInUse)
 		return false, nil
 	}
-	var msg []byte
+	var msg *redelivery
 	if n := uint64(sl.length); n <= r.slotSize && sl.flags&flagRedelivered == 0 {
-		msg = append(make([]byte, 0, n), r.payload(sl)[:n]...)
+		msg = &redelivery{append(make([]byte, 0, n), r.payload(sl)[:n]...), sl.origin}
 	}
 	storeRelease(&sl.seq, next) // R2, by the claim's new owner
 	storeRelease(rec, recInUse)
@@ -660,15 +664,33 @@ func (r *ring) recoverClaim(cl claim, rec *atomic.Uint64, alive map[int]bool) (b
 	return true, msg
 }
 
+// redelivery is a dead consumer's message to enqueue again, with the
+// position where it was first enqueued.
+type redelivery struct {
+	msg    []byte
+	origin uint64
+}
+
+// enqueueAgain enqueues a recovered message, marked redelivered (E1-E7).
+func (r *ring) enqueueAgain(rec *atomic.Uint64, m *redelivery) error {
+	pos, _, err := r.claimWrite(rec, 1)
+	if err != nil {
+		return err
+	}
+	r.write(pos, m.msg, flagRedelivered, m.origin)
+	storeRelease(rec, recInUse)
+	return nil
+}
+
 // recoverAll sweeps every claimed position once and recovers the claims of
 // dead participants: Open runs it, so a segment whose processes all died
 // works again as soon as it is opened. It returns the messages to enqueue
 // again (Config.Redeliver).
-func (r *ring) recoverAll(rec *atomic.Uint64) [][]byte {
+func (r *ring) recoverAll(rec *atomic.Uint64) []*redelivery {
 	alive := map[int]bool{}
 	e := r.pos[producers].Load() & posMask
 	d := r.pos[consumers].Load() & posMask
-	var again [][]byte
+	var again []*redelivery
 	// Taken and not released: the lap before the head.
 	for p := d - min(d, r.capacity); p < d; p++ {
 		if c := r.slot(p).seq.Load(); c>>seqShift == p+1 {
@@ -745,3 +767,7 @@ func (r *ring) take(rec *atomic.Uint64) (uint64, int, uint32, error) {
 		return last, int(n), sl.flags, nil
 	}
 }
+
+// origin returns the position where the message at claimed position pos
+// was first enqueued.
+func (r *ring) origin(pos uint64) uint64 { return r.slot(pos).origin }

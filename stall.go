@@ -70,11 +70,10 @@ const redeliverWait = 10 * time.Millisecond
 // redelivered a second time, retrying for up to redeliverWait while the
 // queue is full. A message it cannot place is dropped (counted in
 // RecoveredReads but not Redelivered).
-func (q *Queue) enqueueAgain(rec *atomic.Uint64, msg []byte) {
+func (q *Queue) enqueueAgain(rec *atomic.Uint64, msg *redelivery) {
 	deadline := time.Now().Add(redeliverWait)
-	msgs := [1][]byte{msg}
 	for {
-		_, err := q.ring.enqueue(rec, msgs[:], flagRedelivered)
+		err := q.ring.enqueueAgain(rec, msg)
 		if err == nil {
 			q.ring.counter(ctrRedelivered).Add(1)
 			return

@@ -107,7 +107,7 @@ func (r *Reservation) Commit(n int) error {
 		return q.tooLarge(n)
 	}
 	sl := q.ring.slot(r.pos)
-	sl.length, sl.flags = uint32(n), 0
+	sl.length, sl.flags, sl.origin = uint32(n), 0, r.pos
 	q.finish(r.c, &sl.seq, seqWord(r.pos+1, 0), consumers) // E6
 	*r = Reservation{}
 	return nil
@@ -186,6 +186,17 @@ func (t *Taken) Bytes() []byte {
 		return nil
 	}
 	return t.q.ring.payload(t.q.ring.slot(t.pos))[:t.n]
+}
+
+// ID returns the message's identity: the position at which it was first
+// enqueued, unique for the life of the segment and kept when the message is
+// redelivered (Config.Redeliver), so that a consumer that passes messages on
+// (to another system, say) can tell a redelivered one from a new one.
+func (t *Taken) ID() uint64 {
+	if !t.held() {
+		return 0
+	}
+	return t.q.ring.origin(t.pos)
 }
 
 // Redelivered reports whether the message is one that a consumer killed
