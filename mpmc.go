@@ -278,19 +278,19 @@ func (q *Queue) tryEnqueue(msgs [][]byte, bytes int) (int, error) {
 			}
 		}
 	}
-	c, err := q.begin(true)
+	c, err := q.beginClaiming()
 	if err != nil {
 		return done, err
 	}
 	defer q.end(c)
-	return done, q.enqueueStalls(c.rec, msgs, &done, true)
+	return done, q.enqueueStalls(c.rec, msgs, &done, lookForDead)
 }
 
 // enqueueStalls is enqueueSome of what is left of msgs with, if stalls, a
 // look for a dead participant's claim in the way when the queue is full.
-func (q *Queue) enqueueStalls(rec *atomic.Uint64, msgs [][]byte, done *int, stalls bool) error {
+func (q *Queue) enqueueStalls(rec *atomic.Uint64, msgs [][]byte, done *int, look attempt) error {
 	err := q.enqueueSome(rec, msgs[*done:], done)
-	if err == ErrFull && stalls && q.checkStall(producers, rec) {
+	if err == ErrFull && look == lookForDead && q.checkStall(producers, rec) {
 		err = q.enqueueSome(rec, msgs[*done:], done) // a dead participant's claim was in the way
 	}
 	return err
@@ -371,12 +371,12 @@ func (q *Queue) tryDequeue(bufs [][]byte, sizes []int, bytes int) (int, error) {
 			}
 		}
 	}
-	c, err := q.begin(true)
+	c, err := q.beginClaiming()
 	if err != nil {
 		return 0, err
 	}
 	defer q.end(c)
-	return q.dequeueStalls(c.rec, bufs, sizes, true)
+	return q.dequeueStalls(c.rec, bufs, sizes, lookForDead)
 }
 
 // dequeueSome is one attempt, with Shutdown's drained rule (ring.go,
@@ -395,9 +395,9 @@ func (q *Queue) dequeueSome(rec *atomic.Uint64, bufs [][]byte, sizes []int) (int
 
 // dequeueStalls is dequeueSome with, if stalls, a look for a dead producer's
 // claim at the head.
-func (q *Queue) dequeueStalls(rec *atomic.Uint64, bufs [][]byte, sizes []int, stalls bool) (int, error) {
+func (q *Queue) dequeueStalls(rec *atomic.Uint64, bufs [][]byte, sizes []int, look attempt) (int, error) {
 	n, err := q.dequeueSome(rec, bufs, sizes)
-	if err == ErrEmpty && stalls && q.checkStall(consumers, rec) {
+	if err == ErrEmpty && look == lookForDead && q.checkStall(consumers, rec) {
 		n, err = q.dequeueSome(rec, bufs, sizes) // a dead participant's claim was in the way
 	}
 	return n, err
@@ -418,14 +418,14 @@ func (q *Queue) Enqueue(ctx context.Context, msg []byte) error {
 // enqueueWait enqueues msgs[done:], waiting for room (bytes is the size of
 // the longest message), and returns how many of msgs are in.
 func (q *Queue) enqueueWait(ctx context.Context, msgs [][]byte, done, bytes int) (int, error) {
-	c, err := q.begin(false)
+	c, err := q.begin()
 	if err != nil {
 		return done, err
 	}
 	defer q.end(c)
-	err = q.wait[producers].block(ctx, func(stalls bool) error {
+	err = q.wait[producers].block(ctx, func(look attempt) error {
 		var err error
-		if p, ok := q.pinFor(bytes, stalls); ok {
+		if p, ok := q.pinFor(bytes, look); ok {
 			err = q.enqueueSome(p.rec, msgs[done:], &done)
 			q.unpin(p)
 		} else {
@@ -433,7 +433,7 @@ func (q *Queue) enqueueWait(ctx context.Context, msgs [][]byte, done, bytes int)
 			// handle has few pooled records, and any number of
 			// goroutines may wait.
 			rec := q.takeRecord()
-			err = q.enqueueStalls(rec, msgs, &done, stalls)
+			err = q.enqueueStalls(rec, msgs, &done, look)
 			rec.Store(0)
 		}
 		if err == ErrFull {
@@ -462,19 +462,19 @@ func (q *Queue) Dequeue(ctx context.Context, buf []byte) (int, error) {
 // dequeueWait waits until at least one message is available and takes
 // those available, up to len(bufs); bytes bounds what it copies.
 func (q *Queue) dequeueWait(ctx context.Context, bufs [][]byte, sizes []int, bytes int) (int, error) {
-	c, err := q.begin(false)
+	c, err := q.begin()
 	if err != nil {
 		return 0, err
 	}
 	defer q.end(c)
 	var n int
-	err = q.wait[consumers].block(ctx, func(stalls bool) error {
-		if p, ok := q.pinFor(bytes, stalls); ok {
+	err = q.wait[consumers].block(ctx, func(look attempt) error {
+		if p, ok := q.pinFor(bytes, look); ok {
 			n, err = q.dequeueSome(p.rec, bufs, sizes)
 			q.unpin(p)
 		} else {
 			rec := q.takeRecord() // for this attempt only, as in enqueueWait
-			n, err = q.dequeueStalls(rec, bufs, sizes, stalls)
+			n, err = q.dequeueStalls(rec, bufs, sizes, look)
 			rec.Store(0)
 		}
 		if err == ErrEmpty {
@@ -487,8 +487,8 @@ func (q *Queue) dequeueWait(ctx context.Context, bufs [][]byte, sizes []int, byt
 
 // pinFor pins an attempt of a waiting call that copies bytes, unless it
 // checks for stalls (which makes system calls) or copies too much.
-func (q *Queue) pinFor(bytes int, stalls bool) (call, bool) {
-	if stalls || bytes > pinLimit {
+func (q *Queue) pinFor(bytes int, look attempt) (call, bool) {
+	if look == lookForDead || bytes > pinLimit {
 		return call{}, false
 	}
 	return q.pin()
@@ -502,7 +502,7 @@ func (q *Queue) pinFor(bytes int, stalls bool) (call, bool) {
 // Shutdown, is delivered before consumers see ErrClosed.
 // Shutdown is idempotent; it does not release this handle (see Close).
 func (q *Queue) Shutdown() error {
-	c, err := q.begin(false)
+	c, err := q.begin()
 	if err != nil {
 		return err
 	}
@@ -548,7 +548,7 @@ func (q *Queue) Close() error {
 // producer that met Shutdown, or recovered from a dead one). It is a
 // snapshot, exact only while no call is in flight, and costs O(Len).
 func (q *Queue) Len() int {
-	c, err := q.begin(false)
+	c, err := q.begin()
 	if err != nil {
 		return 0
 	}
@@ -602,7 +602,7 @@ type Stats struct {
 
 // Stats returns a snapshot of the queue's counters.
 func (q *Queue) Stats() Stats {
-	c, err := q.begin(false)
+	c, err := q.begin()
 	if err != nil {
 		return Stats{}
 	}

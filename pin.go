@@ -99,19 +99,24 @@ func (q *Queue) pin() (call, bool) {
 	return call{rec: q.ring.record(q.self, p), p: p}, true
 }
 
-// begin starts an unpinned call: counted in flight, and with a pooled
-// record if it will claim. It fails with ErrClosed once Close has begun.
-func (q *Queue) begin(claims bool) (call, error) {
+// begin starts an unpinned call, counted in flight. It fails with
+// ErrClosed once Close has begun.
+func (q *Queue) begin() (call, error) {
 	ref := q.refs.enter()
 	if q.closing.Load() {
 		ref.Add(-1)
 		return call{}, ErrClosed
 	}
-	c := call{p: -1, ref: ref}
-	if claims {
+	return call{p: -1, ref: ref}, nil
+}
+
+// beginClaiming is begin for a call that claims: with a pooled record.
+func (q *Queue) beginClaiming() (call, error) {
+	c, err := q.begin()
+	if err == nil {
 		c.rec = q.takeRecord()
 	}
-	return c, nil
+	return c, err
 }
 
 // unpin ends a pinned call.

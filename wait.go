@@ -71,6 +71,15 @@ const (
 	DefaultSpin = 20 * time.Microsecond
 )
 
+// attempt says what a retry of a waiting call looks for besides its
+// chance to go on.
+type attempt uint8
+
+const (
+	quickly     attempt = iota // only retry: no clock, no system call
+	lookForDead                // also check the claim in the way (Queue.checkStall)
+)
+
 // waitSide is one side of one handle: the goroutines of this process waiting
 // for that side's condition, and which of them sleeps on the futex.
 type waitSide struct {
@@ -106,8 +115,8 @@ func (w *waitSide) kickIfSleeping() {
 // handle is closed, and returns try's first result other than errRetry. The
 // caller holds an unpinned call on the handle (Queue.begin) for the whole
 // wait; Close sets closing and wakes the sleeper, and block then returns
-// ErrClosed. try's argument asks it to check for a dead claimant in the way.
-func (w *waitSide) block(ctx context.Context, try func(stalls bool) error) error {
+// ErrClosed.
+func (w *waitSide) block(ctx context.Context, try func(look attempt) error) error {
 	// Spin: retry, backing off from a tight loop to yielding the processor.
 	spin := time.Duration(w.q.spin.Load())
 	var until time.Time
@@ -118,7 +127,11 @@ func (w *waitSide) block(ctx context.Context, try func(stalls bool) error) error
 		// Stall checks (a clock read, a lock) only now and then: with
 		// a negative spin this loop never sleeps, and must still notice
 		// a dead participant's claim in the way.
-		if err := try(i&15 == 15); err != errRetry {
+		look := quickly
+		if i&15 == 15 {
+			look = lookForDead
+		}
+		if err := try(look); err != errRetry {
 			return err
 		}
 		if i < 16 {
@@ -154,7 +167,7 @@ func (w *waitSide) block(ctx context.Context, try func(stalls bool) error) error
 		}
 		ch := w.ch
 		w.mu.Unlock()
-		if err := try(true); err != errRetry {
+		if err := try(lookForDead); err != errRetry {
 			return err
 		}
 		select {
@@ -167,7 +180,7 @@ func (w *waitSide) block(ctx context.Context, try func(stalls bool) error) error
 
 // sleep is block's loop for the handle's sleeper: announce, retry, sleep on
 // the futex, until try gives a result, ctx is done or the handle closes.
-func (w *waitSide) sleep(ctx context.Context, try func(stalls bool) error) error {
+func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) error {
 	r := &w.q.ring
 	if ctx.Done() != nil {
 		// The futex wait cannot watch ctx: wake it when ctx ends. The
@@ -175,7 +188,7 @@ func (w *waitSide) sleep(ctx context.Context, try func(stalls bool) error) error
 		// returned and Close may have unmapped the segment: it holds a
 		// call of its own.
 		stop := context.AfterFunc(ctx, func() {
-			if c, err := w.q.begin(false); err == nil {
+			if c, err := w.q.begin(); err == nil {
 				r.kick(w.side)
 				w.q.end(c)
 			}
@@ -189,14 +202,14 @@ func (w *waitSide) sleep(ctx context.Context, try func(stalls bool) error) error
 		// Retry before announcing: after a wake-up the change is most
 		// likely there, and an announcement whose retry succeeds leaves
 		// the other side one needless FUTEX_WAKE.
-		if err := try(true); err != errRetry {
+		if err := try(lookForDead); err != errRetry {
 			return err
 		}
 		// Sample the futex word, announce, retry: see the top of this
 		// file for why no wake-up can be lost.
 		v := r.futex[w.side].Load()
 		other := r.announce(w.side)
-		if err := try(false); err != errRetry {
+		if err := try(quickly); err != errRetry {
 			return err
 		}
 		if w.q.closing.Load() {
@@ -219,7 +232,7 @@ func (w *waitSide) sleep(ctx context.Context, try func(stalls bool) error) error
 				short, shortSince = shortSliceMin, time.Now()
 				for range 32 { // it is most likely being published now
 					runtime.Gosched()
-					if err := try(false); err != errRetry {
+					if err := try(quickly); err != errRetry {
 						return err
 					}
 				}

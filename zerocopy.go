@@ -57,21 +57,21 @@ func (q *Queue) reserve(ctx context.Context) (Reservation, error) {
 		return Reservation{}, err
 	}
 	var pos uint64
-	try := func(stalls bool) error {
+	try := func(look attempt) error {
 		if q.ring.shutdown.Load() != 0 {
 			return ErrClosed
 		}
 		var err error
 		pos, _, err = q.ring.claimWrite(c.rec, 1)
-		if err == ErrFull && stalls && q.checkStall(producers, c.rec) {
+		if err == ErrFull && look == lookForDead && q.checkStall(producers, c.rec) {
 			pos, _, err = q.ring.claimWrite(c.rec, 1)
 		}
 		return err
 	}
-	err = try(true)
+	err = try(lookForDead)
 	if err == ErrFull && ctx != nil {
-		err = q.wait[producers].block(ctx, func(stalls bool) error {
-			if err := try(stalls); err != ErrFull {
+		err = q.wait[producers].block(ctx, func(look attempt) error {
+			if err := try(look); err != ErrFull {
 				return err
 			}
 			return errRetry
@@ -148,11 +148,11 @@ func (q *Queue) take(ctx context.Context) (Taken, error) {
 		return Taken{}, err
 	}
 	t := Taken{q: q, c: c}
-	try := func(stalls bool) error {
+	try := func(look attempt) error {
 		shut := q.ring.shutdown.Load() != 0
 		var err error
 		t.pos, t.n, t.flags, err = q.ring.take(c.rec)
-		if err == errPending && stalls && q.checkStall(consumers, c.rec) {
+		if err == errPending && look == lookForDead && q.checkStall(consumers, c.rec) {
 			t.pos, t.n, t.flags, err = q.ring.take(c.rec)
 		}
 		switch {
@@ -163,10 +163,10 @@ func (q *Queue) take(ctx context.Context) (Taken, error) {
 		}
 		return err
 	}
-	err = try(true)
+	err = try(lookForDead)
 	if err == ErrEmpty && ctx != nil {
-		err = q.wait[consumers].block(ctx, func(stalls bool) error {
-			if err := try(stalls); err != ErrEmpty {
+		err = q.wait[consumers].block(ctx, func(look attempt) error {
+			if err := try(look); err != ErrEmpty {
 				return err
 			}
 			return errRetry
@@ -231,7 +231,7 @@ func (q *Queue) hold() (call, error) {
 		q.held.Add(-1)
 		return call{}, fmt.Errorf("%w: %d zero-copy holds outstanding on this handle", ErrBusy, maxHolds)
 	}
-	c, err := q.begin(true)
+	c, err := q.beginClaiming()
 	if err != nil {
 		q.held.Add(-1)
 	}
