@@ -126,9 +126,10 @@ type Queue struct {
 
 	// Calls in flight (pin.go). The padding keeps their lines from the
 	// fields above and from a neighbouring handle's.
-	_    [hotStride]byte
-	refs inflight
-	busy [pinnedRecords]busyWord
+	_      [hotStride]byte
+	refs   inflight
+	busy   [pinnedRecords]busyWord
+	pinned [pinnedRecords]*atomic.Uint64 // record k of this handle's entry, for processor k
 }
 
 const heldClosing = 1 << 62
@@ -213,6 +214,9 @@ func newQueue(seg *segment, path string, index int) (*Queue, error) {
 		return nil, err
 	}
 	q.ring.self = q.self
+	for k := range q.pinned {
+		q.pinned[k] = q.ring.record(q.self, k)
+	}
 	q.wait[producers].init(q, producers)
 	q.wait[consumers].init(q, consumers)
 	if index < 0 {

@@ -96,7 +96,7 @@ func (q *Queue) pin() (call, bool) {
 		procUnpin()
 		return call{}, false
 	}
-	return call{rec: q.ring.record(q.self, p), p: p}, true
+	return call{rec: q.pinned[p], p: p}, true
 }
 
 // begin starts an unpinned call, counted in flight. It fails with
