@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
 )
 
 // The segment is untrusted input: whatever bytes a file or a peer puts
@@ -90,6 +91,9 @@ func FuzzSlots(f *testing.F) {
 // exercise runs every non-blocking operation a few times on q and checks
 // that results stay within bounds.
 func exercise(t *testing.T, q *Queue) {
+	// A hang is a failure too: shared memory must not make a call spin.
+	hung := time.AfterFunc(10*time.Second, func() { panic("exercise hung on this input") })
+	defer hung.Stop()
 	buf := make([]byte, q.SlotSize()+8)
 	for i := range 3 * q.Cap() {
 		n, err := q.TryDequeue(buf[:i%len(buf)])

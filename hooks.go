@@ -6,7 +6,8 @@ package mpmc
 type hookPoint int
 
 const (
-	hookEnqueueClaimed       hookPoint = iota // E2 done, nothing written
+	hookBeforeClaim          hookPoint = iota // E1 or D1 done, E2 or D2 not
+	hookEnqueueClaimed                        // E2 done, nothing written
 	hookEnqueueMidCopy                        // half the payload written
 	hookEnqueueBeforePublish                  // payload and length written, E6 not done
 	hookBatchFirstPublished                   // first message of a claim published, the rest not

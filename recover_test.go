@@ -758,3 +758,53 @@ func TestOpenWhileCleanMovesIt(t *testing.T) {
 	assert.True(t, live.seg.isAt(p), "the live segment is at its path")
 	assert.True(t, r.q.seg.isAt(p))
 }
+
+func TestLostClaimLeavesNoRecord(t *testing.T) {
+	// A claimant whose CAS loses must not leave its record naming the
+	// position another participant won: the record would keep that claim
+	// from ever being recovered if its winner died. Here another handle
+	// wins the last free position between our record and our CAS.
+	for _, side := range []side{producers, consumers} {
+		t.Run(side.String(), func(t *testing.T) {
+			q, p := newTestQueue(t, 2, 8)
+			other := openTestQueue(t, p)
+			require.NoError(t, q.TryEnqueue([]byte("a")))
+			if side == consumers {
+				require.NoError(t, q.TryEnqueue([]byte("b")))
+				_, err := q.TryDequeue(make([]byte, 8)) // one left to race for
+				require.NoError(t, err)
+			}
+			fired, wonErr := false, error(nil)
+			// Not a blocking hook: the pinned path (pin.go) is the one
+			// whose record outlives the call, and the nested call on
+			// another handle parks nothing.
+			defer testHook.Store(nil)
+			setHook(func(hp hookPoint) {
+				if hp != hookBeforeClaim || fired {
+					return
+				}
+				fired = true
+				if side == producers {
+					wonErr = other.TryEnqueue([]byte("won"))
+				} else {
+					_, wonErr = other.TryDequeue(make([]byte, 8))
+				}
+			})
+			var err error
+			if side == producers {
+				err = q.TryEnqueue([]byte("lost"))
+				require.ErrorIs(t, err, ErrFull)
+			} else {
+				_, err = q.TryDequeue(make([]byte, 8))
+				require.ErrorIs(t, err, ErrEmpty)
+			}
+			require.True(t, fired)
+			require.NoError(t, wonErr)
+			info, err := Inspect(p)
+			require.NoError(t, err)
+			for _, pt := range info.Participants {
+				assert.Zero(t, pt.Claims, "participant %d names a claim at rest", pt.Index)
+			}
+		})
+	}
+}

@@ -48,7 +48,9 @@ package mpmc
 //     never moves backwards. Nobody helps a position along, and recovery
 //     never moves one.
 //  2. A claimant records what it claims (E1, D1) before it claims, and clears
-//     the record only after its last step on the slots (E7, D6). E2 and D2
+//     the record only after its last step on the slots (E7, D6), or at once
+//     when its CAS loses (a record must never name a claim that another
+//     participant won: it would keep that claim from being recovered). E2 and D2
 //     are full barriers, so whoever loads a position that shows p claimed and
 //     then reads the records sees the claimant's record for p, until the
 //     claimant is done with p. Records of participants that are not alive
@@ -248,7 +250,9 @@ func (r *ring) enqueue1(rec *atomic.Uint64, msg []byte) error {
 			continue
 		}
 		storeRelease(rec, recordFor(producers, pos, 1)) // E1
+		hook(hookBeforeClaim)
 		if !r.pos[producers].CompareAndSwap(w, pos+1) { // E2
+			storeRelease(rec, recInUse) // lost: the record must not outlive the attempt
 			w = r.pos[producers].Load()
 			continue
 		}
@@ -292,7 +296,9 @@ func (r *ring) dequeue1(rec *atomic.Uint64, buf []byte) (int, error) {
 			continue
 		}
 		storeRelease(rec, recordFor(consumers, pos, 1)) // D1
+		hook(hookBeforeClaim)
 		if !r.pos[consumers].CompareAndSwap(w, pos+1) { // D2
+			storeRelease(rec, recInUse) // lost: the record must not outlive the attempt
 			w = r.pos[consumers].Load()
 			continue
 		}
@@ -340,8 +346,10 @@ func (r *ring) claimWrite(rec *atomic.Uint64, n int) (uint64, int, error) {
 			}
 			continue
 		}
-		storeRelease(rec, recordFor(producers, pos, m))         // E1
+		storeRelease(rec, recordFor(producers, pos, m)) // E1
+		hook(hookBeforeClaim)
 		if !r.pos[producers].CompareAndSwap(w, pos+uint64(m)) { // E2
+			storeRelease(rec, recInUse) // lost: the record must not outlive the attempt
 			w = r.pos[producers].Load()
 			continue
 		}
@@ -437,8 +445,10 @@ func (r *ring) claimRead(rec *atomic.Uint64, bufs [][]byte, max int) (uint64, in
 			}
 			continue
 		}
-		storeRelease(rec, recordFor(consumers, pos, m))         // D1
+		storeRelease(rec, recordFor(consumers, pos, m)) // D1
+		hook(hookBeforeClaim)
 		if !r.pos[consumers].CompareAndSwap(w, pos+uint64(m)) { // D2
+			storeRelease(rec, recInUse) // lost: the record must not outlive the attempt
 			w = r.pos[consumers].Load()
 			continue
 		}
@@ -571,7 +581,7 @@ func (r *ring) heldUpBy(s side) (claim, bool) {
 	switch {
 	case c == seqWord(p, 0):
 		return claim{producers, p, c}, true
-	case c>>seqShift == p+1 && r.pos[consumers].Load()&posMask > p:
+	case seqDiff(c, p+1) == 0 && r.pos[consumers].Load()&posMask > p:
 		return claim{consumers, p, c}, true
 	}
 	return claim{}, false
@@ -693,7 +703,7 @@ func (r *ring) recoverAll(rec *atomic.Uint64) []*redelivery {
 	var again []*redelivery
 	// Taken and not released: the lap before the head.
 	for p := d - min(d, r.capacity); p < d; p++ {
-		if c := r.slot(p).seq.Load(); c>>seqShift == p+1 {
+		if c := r.slot(p).seq.Load(); seqDiff(c, p+1) == 0 {
 			if _, msg := r.recoverClaim(claim{consumers, p, c}, rec, alive); msg != nil {
 				again = append(again, msg)
 			}

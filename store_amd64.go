@@ -14,7 +14,8 @@ import (
 // plain store is a release store. It costs a fraction of atomic.Store, which
 // is an XCHG: a locked instruction that drains the store buffer. It is used
 // only for words that, at that moment, no other participant may write (a
-// claim's owner publishing or releasing its own slot; see slot.go).
+// claim's owner publishing or releasing its own slot, or its own claim
+// record; see ring.go, invariant 4).
 func storeRelease(p *atomic.Uint64, v uint64) {
 	*(*uint64)(unsafe.Pointer(p)) = v
 }
