@@ -10,6 +10,7 @@ import (
 	"image/color"
 	"math"
 	"path/filepath"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -98,7 +99,8 @@ func barGroups(title, xlabel string, cats []string, names []string, vals [][]flo
 
 // writeCharts draws throughput.png and pingpong.png into dir.
 func writeCharts(r *Results, dir string) error {
-	mechs := r.tputMechs()
+	// Zero-copy and copying run at other sizes (their own table).
+	mechs := slices.DeleteFunc(r.tputMechs(), func(m string) bool { return m == mechZeroCopy || m == mechCopy })
 	var names []string
 	var vals [][]float64
 	for _, size := range tputSizes {

@@ -82,7 +82,7 @@ func runInproc(ic inprocCase, n int) (float64, error) {
 	var cons func(id int) error
 	var teardown func()
 	var q *mpmc.Queue
-	if ic.Mech == mechQueue || ic.Mech == mechQueueSpin {
+	if ic.Mech == mechQueue || ic.Mech == mechQueueSpin || ic.Mech == mechQueueBatch {
 		var err error
 		if q, teardown, err = newQueue("inproc", queueCapacity, 64); err != nil {
 			return 0, err
@@ -112,6 +112,14 @@ func runInproc(ic inprocCase, n int) (float64, error) {
 		}
 	case mechQueueSpin:
 		prod, cons = spinLoops(queueSpinEnd{q}, perP, perC)
+	case mechQueueBatch:
+		remove := teardown
+		p, c, closeAll, err := batchLoops(q.Path(), ic.P, ic.C, perP, perC)
+		if err != nil {
+			remove()
+			return 0, err
+		}
+		prod, cons, teardown = p, c, func() { closeAll(); remove() }
 	case mechRef:
 		r, remove, err := newRef("inproc-ref", queueCapacity)
 		if err != nil {

@@ -32,7 +32,7 @@ type reportView struct {
 	QueueCapacity                      int
 	Machine, Targets, Field, Shmipc    table
 	Inproc, Tput, Ping, Syscalls, Idle table
-	Pending                            table
+	Pending, Batch, ZeroCopy           table
 	CrossNs, CrossFloor                string // mpmc 64 B 1P/1C across processes: ns/msg, and over the pair
 }
 
@@ -50,6 +50,7 @@ func (r *Results) markdown() (string, error) {
 	v := reportView{R: r, DefaultSpin: mpmc.DefaultSpin.String(), QueueCapacity: queueCapacity,
 		Machine: r.machineTable(), Targets: r.targetsTable(), Field: r.fieldTable(), Shmipc: r.shmipcTable(),
 		Inproc: r.inprocTable(), Tput: r.tputTable(), Ping: r.pingTable(), Syscalls: r.syscallsTable(), Idle: r.idleTable(), Pending: pendingTable(),
+		Batch: r.batchTable(), ZeroCopy: r.zeroCopyTable(),
 		CrossNs: fmtNs(1e9 / seriesMedian(r.tput(mechQueue, 64, 1, 1))), CrossFloor: fmtX(r.ratioOf(ratioFloor))}
 	var b strings.Builder
 	if err := t.Execute(&b, v); err != nil {
@@ -96,6 +97,8 @@ func (r *Results) targetsTable() table {
 			}
 		case !tg.Measured:
 			val, met = "n/a", "not measured"
+		case tg.Info != "":
+			val, goal, met = tg.Info, "none (informational)", "-"
 		case tg.Met:
 			met = "met"
 		}
@@ -132,7 +135,7 @@ func (r *Results) inprocTable() table {
 	}
 	var mechs []string
 	for _, ic := range inprocCases {
-		if !slices.Contains(mechs, ic.Mech) {
+		if !slices.Contains(mechs, ic.Mech) && !isBulk(ic.Mech) {
 			mechs = append(mechs, ic.Mech)
 		}
 	}
@@ -141,7 +144,7 @@ func (r *Results) inprocTable() table {
 		for _, sh := range inprocShapes {
 			v := seriesMedian(r.inproc(m, sh[0], sh[1]).NsPerMsg)
 			sp := "-"
-			if m != mechQueue && !isSpinning(m) {
+			if m != mechQueue && !isOwn(m) {
 				sp = fmtX(r.ratioOf(ratioInproc(sh[0], sh[1], m)))
 			}
 			row = append(row, fmtNs(v), fmtRate(1e9/v), sp)
@@ -155,7 +158,7 @@ func (r *Results) tputTable() table {
 	t := table{Head: []string{"mechanism", "message", "1P/1C msgs/s", "4P/4C msgs/s", "4/4 over 1/1", "mpmc speed-up 1/1", "mpmc speed-up 4/4", "queue sleeps+wake-ups per message 1/1, 4/4"}}
 	for _, size := range tputSizes {
 		for _, m := range r.tputMechs() {
-			if isSpinning(m) {
+			if isOwn(m) {
 				continue
 			}
 			sp := func(p, c int) string {

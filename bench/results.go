@@ -139,6 +139,9 @@ type Target struct {
 	// Pending names the library API the target waits for (then nothing
 	// was measured).
 	Pending string `json:",omitempty"`
+	// Info, when set, makes the target informational (it has no goal, and
+	// is never met): it is what was measured, as text.
+	Info string `json:",omitempty"`
 }
 
 // Names of the ratios the targets and the report refer to.
@@ -189,17 +192,14 @@ func pingRef(pc ppCase) string {
 func aggregate(o options, r *raw, started time.Time) *Results {
 	res := &Results{Machine: machineInfo(), Options: o, StartedAt: started, FinishedAt: time.Now(), Notes: r.notes, LoadAvg: newSeries(r.loads)}
 	s := r.s
-	ratio := func(name string, a, b []float64) {
-		v, m := pairedRatio(a, b)
-		res.Ratios = append(res.Ratios, Ratio{Name: name, Values: v, Median: fin(m)})
-	}
+	ratio := func(name string, a, b []float64) { res.Ratios = append(res.Ratios, newRatio(name, a, b)) }
 	inproc := func(m string, p, c int) []float64 { return s["inproc/"+inprocCase{m, p, c}.key()] }
 	tput := func(m string, size, p, c int) []float64 { return s["tput/"+tputKey(m, size, p, c)] }
 
 	for _, ic := range inprocCases {
 		v := newSeries(s["inproc/"+ic.key()])
 		res.InProcess = append(res.InProcess, InprocRow{Mechanism: ic.Mech, Producers: ic.P, Consumers: ic.C, NsPerMsg: v, MsgsPerSec: fin(1e9 / v.Median)})
-		if ic.Mech != mechQueue && ic.Mech != mechQueueSpin && ic.Mech != mechRef {
+		if ic.Mech != mechQueue && !isOwn(ic.Mech) {
 			ratio(ratioInproc(ic.P, ic.C, ic.Mech), inproc(ic.Mech, ic.P, ic.C), inproc(mechQueue, ic.P, ic.C))
 		}
 	}
@@ -212,7 +212,7 @@ func aggregate(o options, r *raw, started time.Time) *Results {
 
 	for _, tc := range tputCases(r.tputMechs) {
 		res.Throughput = append(res.Throughput, TputRow{Mechanism: tc.Mech, Size: tc.Size, Producers: tc.P, Consumers: tc.C, MsgsPerSec: newSeries(s["tput/"+tc.key()]), QueueEventsPerMsg: newSeries(s["tputev/"+tc.key()])})
-		if tc.Mech != mechQueue && !isSpinning(tc.Mech) {
+		if tc.Mech != mechQueue && !isOwn(tc.Mech) {
 			ratio(ratioTput(tc.Size, tc.P, tc.C, tc.Mech), tput(mechQueue, tc.Size, tc.P, tc.C), tput(tc.Mech, tc.Size, tc.P, tc.C))
 		}
 	}
@@ -224,6 +224,7 @@ func aggregate(o options, r *raw, started time.Time) *Results {
 	ratio(ratioProcSpin, tput(mechRef, 64, 1, 1), tput(mechQueueSpin, 64, 1, 1))
 	ratio(ratioProcBlocking, tput(mechRef, 64, 1, 1), tput(mechQueue, 64, 1, 1))
 	ratio(ratioFloor, inv(tput(mechQueue, 64, 1, 1)), scale(s["floor/"+mechQueue], 1e-9))
+	res.Ratios = append(res.Ratios, bulkRatios(s)...)
 
 	for _, pc := range pingCases {
 		res.PingPong = append(res.PingPong, pingRow(pc, s, r.pings[pc.Name]))
@@ -257,6 +258,16 @@ func aggregate(o options, r *raw, started time.Time) *Results {
 // isSpinning reports whether mech is one of the two spinning queues (only
 // compared with each other).
 func isSpinning(mech string) bool { return mech == mechQueueSpin || mech == mechRef }
+
+// isOwn reports whether mech is a variant of mpmc or the reference: compared
+// only with their own peers, never as an alternative mpmc is faster than.
+func isOwn(mech string) bool { return isSpinning(mech) || isBulk(mech) }
+
+// newRatio is the paired ratio a over b, named name.
+func newRatio(name string, a, b []float64) Ratio {
+	v, m := pairedRatio(a, b)
+	return Ratio{Name: name, Values: v, Median: fin(m)}
+}
 
 // pingRow aggregates the runs of one ping-pong case.
 func pingRow(pc ppCase, s samples, runs []ppOutcome) PingRow {

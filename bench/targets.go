@@ -54,10 +54,35 @@ func evalTargets(res *Results) []Target {
 	for _, size := range tputSizes {
 		ts = append(ts, target(fmt.Sprintf("across processes %s: mpmc 4P/4C vs 1P/1C msgs/s", fmtSize(size)), r(ratioScale(size, mechQueue)), atLeast(0.7), "x"))
 	}
+	for _, sh := range inprocShapes {
+		ts = append(ts, target(fmt.Sprintf("batches of 32 in one process vs channel, %dP/%dC: mpmc EnqueueBatch/DequeueBatch (64 B) msgs/s vs buffered channel (one value per send)", sh[0], sh[1]), r(ratioBatchInproc(sh[0], sh[1])), atLeast(8), "x"))
+	}
+	for _, sh := range tputShapes {
+		ts = append(ts, target(fmt.Sprintf("batches of 32 across processes vs single-message, 64 B %dP/%dC: mpmc EnqueueBatch/DequeueBatch msgs/s vs Enqueue/Dequeue", sh[0], sh[1]), r(ratioBatchProc(sh[0], sh[1])), atLeast(3), "x"))
+	}
+	var zc []float64
+	for _, size := range zcSizes {
+		zc = append(zc, r(ratioZeroCopy(size)))
+	}
+	ts = append(ts, infoTarget("zero-copy across processes vs copy, 1P/1C: Reserve/Commit+Take/Release msgs/s vs Enqueue/Dequeue (informational)", zc, zcSizes))
 	for _, p := range pendingCases {
 		ts = append(ts, Target{Name: p.Name, Limit: p.Limit, Unit: "x", Pending: p.API, Value: 0})
 	}
 	return ts
+}
+
+// infoTarget is an informational target: ratios vs, one per message size
+// of sizes, shown as text; measured if all of them were.
+func infoTarget(name string, vs []float64, sizes []int) Target {
+	t := Target{Name: name, Unit: "x", Measured: len(vs) > 0}
+	for i, v := range vs {
+		if i > 0 {
+			t.Info += ", "
+		}
+		t.Info += fmt.Sprintf("%s at %s", fmtX(v), fmtSize(sizes[i]))
+		t.Measured = t.Measured && !math.IsNaN(v)
+	}
+	return t
 }
 
 // ratioOf returns the median of the named ratio, or NaN.

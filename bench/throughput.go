@@ -157,8 +157,8 @@ func setupTput(tc tputCase) (*tputSetup, error) {
 			return nil, err
 		}
 		st.path, st.afterProducers, st.stats, st.teardown = q.Path(), q.Shutdown, q.Stats, remove
-	case mechQueueSpin:
-		// Only the consumers' side differs: the handles spin.
+	case mechQueueSpin, mechQueueBatch, mechZeroCopy, mechCopy:
+		// Only the children differ: the handles spin, or make bulk calls.
 		tc.Mech = mechQueue
 		return setupTput(tc)
 	case mechRef:
@@ -222,6 +222,7 @@ func runTput(ctx context.Context, tc tputCase, dur time.Duration, wrap wrapFunc)
 	args := tputArgs{Mech: tc.Mech, Size: tc.Size, Path: st.path, Duration: dur, SetSpin: tc.SetSpin, Spin: tc.Spin}
 	var cons, prods group
 	defer func() { cons.killAll(); prods.killAll() }()
+	prodRole, consRole := tputRoles(tc.Mech)
 	spawnN := func(g *group, r role[tputArgs], n int, files []*os.File) error {
 		for i := range n {
 			o := spawnOpts{files: files, watchdog: dur + 50*time.Second}
@@ -236,10 +237,10 @@ func runTput(ctx context.Context, tc tputCase, dur time.Duration, wrap wrapFunc)
 		}
 		return nil
 	}
-	if err := spawnN(&cons, tputConsRole, tc.C, st.consFiles); err != nil {
+	if err := spawnN(&cons, consRole, tc.C, st.consFiles); err != nil {
 		return out, err
 	}
-	if err := spawnN(&prods, tputProdRole, tc.P, st.prodFiles); err != nil {
+	if err := spawnN(&prods, prodRole, tc.P, st.prodFiles); err != nil {
 		return out, err
 	}
 	st.afterSpawn()
