@@ -229,6 +229,21 @@ func (r *ring) reload(s side, pos uint64) (uint64, error) {
 	return w, nil
 }
 
+// claim records and makes the claim of n positions from pos on side s,
+// where w is the side's position word as loaded (E1, E2; D1, D2): it
+// reports whether it won. A loser's record is cleared at once: a record
+// must never name a claim another participant won (invariant 2). A winner
+// whose w has the asleep bit then wakes the other side (E3, D3).
+func (r *ring) claim(s side, rec *atomic.Uint64, w, pos uint64, n int) bool {
+	storeRelease(rec, recordFor(s, pos, n)) // E1, D1
+	hook(hookBeforeClaim)
+	if r.pos[s].CompareAndSwap(w, pos+uint64(n)) { // E2, D2
+		return true
+	}
+	storeRelease(rec, recInUse)
+	return false
+}
+
 // enqueue1 enqueues one message (E1-E7): the common case of enqueue, on
 // its own for speed.
 func (r *ring) enqueue1(rec *atomic.Uint64, msg []byte) error {
@@ -249,10 +264,7 @@ func (r *ring) enqueue1(rec *atomic.Uint64, msg []byte) error {
 			}
 			continue
 		}
-		storeRelease(rec, recordFor(producers, pos, 1)) // E1
-		hook(hookBeforeClaim)
-		if !r.pos[producers].CompareAndSwap(w, pos+1) { // E2
-			storeRelease(rec, recInUse) // lost: the record must not outlive the attempt
+		if !r.claim(producers, rec, w, pos, 1) {
 			w = r.pos[producers].Load()
 			continue
 		}
@@ -295,10 +307,7 @@ func (r *ring) dequeue1(rec *atomic.Uint64, buf []byte) (int, error) {
 			}
 			continue
 		}
-		storeRelease(rec, recordFor(consumers, pos, 1)) // D1
-		hook(hookBeforeClaim)
-		if !r.pos[consumers].CompareAndSwap(w, pos+1) { // D2
-			storeRelease(rec, recInUse) // lost: the record must not outlive the attempt
+		if !r.claim(consumers, rec, w, pos, 1) {
 			w = r.pos[consumers].Load()
 			continue
 		}
@@ -346,10 +355,7 @@ func (r *ring) claimWrite(rec *atomic.Uint64, n int) (uint64, int, error) {
 			}
 			continue
 		}
-		storeRelease(rec, recordFor(producers, pos, m)) // E1
-		hook(hookBeforeClaim)
-		if !r.pos[producers].CompareAndSwap(w, pos+uint64(m)) { // E2
-			storeRelease(rec, recInUse) // lost: the record must not outlive the attempt
+		if !r.claim(producers, rec, w, pos, m) {
 			w = r.pos[producers].Load()
 			continue
 		}
@@ -445,10 +451,7 @@ func (r *ring) claimRead(rec *atomic.Uint64, bufs [][]byte, max int) (uint64, in
 			}
 			continue
 		}
-		storeRelease(rec, recordFor(consumers, pos, m)) // D1
-		hook(hookBeforeClaim)
-		if !r.pos[consumers].CompareAndSwap(w, pos+uint64(m)) { // D2
-			storeRelease(rec, recInUse) // lost: the record must not outlive the attempt
+		if !r.claim(consumers, rec, w, pos, m) {
 			w = r.pos[consumers].Load()
 			continue
 		}
