@@ -263,32 +263,44 @@ func (q *Queue) TryEnqueue(msg []byte) error {
 	return err
 }
 
-// tryEnqueue enqueues as many of msgs as fit now, in order, on the pinned
-// path when it can (bytes is their total size), looking for a dead claimant
-// in the way when the queue is full.
+// tryEnqueue enqueues as many of msgs as fit now, in order (bytes is
+// their total size).
 func (q *Queue) tryEnqueue(msgs [][]byte, bytes int) (int, error) {
 	done := 0
+	_, err := q.tryOnce(producers, bytes, func(rec *atomic.Uint64, look attempt) (int, error) {
+		return 0, q.enqueueStalls(rec, msgs, &done, look)
+	})
+	return done, err
+}
+
+// tryOnce makes the attempt try of side s now: on the pinned path when it
+// can (bytes bounds what it copies), then once more, unpinned and looking
+// for a dead claimant in the way, if it found the side held up by a claim.
+// try returns how many messages it moved.
+func (q *Queue) tryOnce(s side, bytes int, try func(rec *atomic.Uint64, look attempt) (int, error)) (int, error) {
+	stuck, moved := stuckErr[s], 0
 	if bytes <= pinLimit {
-		c, ok := q.pin()
-		if ok {
-			err := q.enqueueSome(c.rec, msgs, &done)
-			held := false
-			if err == ErrFull {
-				_, held = q.ring.heldUpBy(producers)
-			}
-			q.end(c)
+		if c, ok := q.pin(); ok {
+			n, err := try(c.rec, quickly)
+			held := err == stuck && q.ring.isHeldUp(s)
+			q.unpin(c)
 			if !held {
-				return done, err
+				return n, err
 			}
+			moved = n
 		}
 	}
 	c, err := q.beginClaiming()
 	if err != nil {
-		return done, err
+		return moved, err
 	}
 	defer q.end(c)
-	return done, q.enqueueStalls(c.rec, msgs, &done, lookForDead)
+	n, err := try(c.rec, lookForDead)
+	return moved + n, err
 }
+
+// stuckErr is what an attempt of each side returns when it cannot go on.
+var stuckErr = [2]error{producers: ErrFull, consumers: ErrEmpty}
 
 // enqueueStalls is enqueueSome of what is left of msgs with, if stalls, a
 // look for a dead participant's claim in the way when the queue is full.
@@ -354,33 +366,15 @@ slow:
 	return sizes[0], err
 }
 
-// tryDequeue takes the messages available now, up to the buffers given, on
-// the pinned path when it can (bytes bounds what it copies), looking for a
-// dead claimant in the way when the head is claimed and not published.
+// tryDequeue takes the messages available now, up to the buffers given
+// (bytes bounds what it copies).
 func (q *Queue) tryDequeue(bufs [][]byte, sizes []int, bytes int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, nil
 	}
-	if bytes <= pinLimit {
-		c, ok := q.pin()
-		if ok {
-			n, err := q.dequeueSome(c.rec, bufs, sizes)
-			held := false
-			if err == ErrEmpty {
-				_, held = q.ring.heldUpBy(consumers)
-			}
-			q.end(c)
-			if !held {
-				return n, err
-			}
-		}
-	}
-	c, err := q.beginClaiming()
-	if err != nil {
-		return 0, err
-	}
-	defer q.end(c)
-	return q.dequeueStalls(c.rec, bufs, sizes, lookForDead)
+	return q.tryOnce(consumers, bytes, func(rec *atomic.Uint64, look attempt) (int, error) {
+		return q.dequeueStalls(rec, bufs, sizes, look)
+	})
 }
 
 // dequeueSome is one attempt, with Shutdown's drained rule (ring.go,

@@ -52,26 +52,40 @@ func (q *Queue) Reserve(ctx context.Context) (Reservation, error) {
 }
 
 func (q *Queue) reserve(ctx context.Context) (Reservation, error) {
-	c, err := q.hold()
-	if err != nil {
-		return Reservation{}, err
-	}
 	var pos uint64
-	try := func(look attempt) error {
+	c, err := q.holdFor(ctx, producers, func(c call) (err error) {
 		if q.ring.shutdown.Load() != 0 {
 			return ErrClosed
 		}
-		var err error
 		pos, _, err = q.ring.claimWrite(c.rec, 1)
-		if err == ErrFull && look == lookForDead && q.checkStall(producers, c.rec) {
-			pos, _, err = q.ring.claimWrite(c.rec, 1)
+		return err
+	})
+	if err != nil {
+		return Reservation{}, err
+	}
+	return Reservation{q: q, c: c, pos: pos}, nil
+}
+
+// holdFor starts a zero-copy hold and makes its claim with try: now, and
+// then waiting (unless ctx is nil) while side s is stuck. A claim in the way
+// is checked for a dead claimant, as Enqueue and Dequeue do.
+func (q *Queue) holdFor(ctx context.Context, s side, try func(c call) error) (call, error) {
+	c, err := q.hold()
+	if err != nil {
+		return call{}, err
+	}
+	stuck := stuckErr[s]
+	once := func(look attempt) error {
+		err := try(c)
+		if err == stuck && look == lookForDead && q.checkStall(s, c.rec) {
+			err = try(c) // a dead participant's claim was in the way
 		}
 		return err
 	}
-	err = try(lookForDead)
-	if err == ErrFull && ctx != nil {
-		err = q.wait[producers].block(ctx, func(look attempt) error {
-			if err := try(look); err != ErrFull {
+	err = once(lookForDead)
+	if err == stuck && ctx != nil {
+		err = q.wait[s].block(ctx, func(look attempt) error {
+			if err := once(look); err != stuck {
 				return err
 			}
 			return errRetry
@@ -79,9 +93,9 @@ func (q *Queue) reserve(ctx context.Context) (Reservation, error) {
 	}
 	if err != nil {
 		q.unhold(c)
-		return Reservation{}, err
+		return call{}, err
 	}
-	return Reservation{q: q, c: c, pos: pos}, nil
+	return c, nil
 }
 
 // Bytes returns the slot's payload, SlotSize bytes, to write the message
@@ -143,18 +157,10 @@ func (q *Queue) Take(ctx context.Context) (Taken, error) {
 }
 
 func (q *Queue) take(ctx context.Context) (Taken, error) {
-	c, err := q.hold()
-	if err != nil {
-		return Taken{}, err
-	}
-	t := Taken{q: q, c: c}
-	try := func(look attempt) error {
-		shut := q.ring.shutdown.Load() != 0
-		var err error
+	var t Taken
+	c, err := q.holdFor(ctx, consumers, func(c call) (err error) {
+		shut := q.ring.shutdown.Load() != 0 // before looking: ring.go, invariant 6
 		t.pos, t.n, t.flags, err = q.ring.take(c.rec)
-		if err == errPending && look == lookForDead && q.checkStall(consumers, c.rec) {
-			t.pos, t.n, t.flags, err = q.ring.take(c.rec)
-		}
 		switch {
 		case err == errPending:
 			err = ErrEmpty
@@ -162,20 +168,11 @@ func (q *Queue) take(ctx context.Context) (Taken, error) {
 			err = ErrClosed
 		}
 		return err
-	}
-	err = try(lookForDead)
-	if err == ErrEmpty && ctx != nil {
-		err = q.wait[consumers].block(ctx, func(look attempt) error {
-			if err := try(look); err != ErrEmpty {
-				return err
-			}
-			return errRetry
-		})
-	}
+	})
 	if err != nil {
-		q.unhold(c)
 		return Taken{}, err
 	}
+	t.q, t.c = q, c
 	return t, nil
 }
 
