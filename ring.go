@@ -230,14 +230,44 @@ func (r *ring) reload(s side, pos uint64) (uint64, error) {
 }
 
 // claim records and makes the claim of n positions from pos on side s,
-// where w is the side's position word as loaded (E1, E2; D1, D2): it
-// reports whether it won. A loser's record is cleared at once: a record
-// must never name a claim another participant won (invariant 2). A winner
-// whose w has the asleep bit then wakes the other side (E3, D3).
+// where w is the side's position word as loaded (E1-E3, D1-D3): it reports
+// whether it won. A loser's record is cleared at once: a record must never
+// name a claim another participant won (invariant 2). A winner whose w has
+// the asleep bit wakes the other side.
 func (r *ring) claim(s side, rec *atomic.Uint64, w, pos uint64, n int) bool {
 	storeRelease(rec, recordFor(s, pos, n)) // E1, D1
 	hook(hookBeforeClaim)
-	if r.pos[s].CompareAndSwap(w, pos+uint64(n)) { // E2, D2
+	if !r.pos[s].CompareAndSwap(w, pos+uint64(n)) { // E2, D2
+		storeRelease(rec, recInUse)
+		return false
+	}
+	if w&asleepBit != 0 {
+		r.kick(s.other()) // E3, D3
+	}
+	return true
+}
+
+// step ends one look of a batch claim loop that found m positions from pos
+// to claim: it claims them, or with none (pos was stale) reloads the
+// position. It returns the position word to look again from and whether it
+// won the claim.
+func (r *ring) step(s side, rec *atomic.Uint64, w, pos uint64, m int) (uint64, bool, error) {
+	if m == 0 {
+		w, err := r.reload(s, pos)
+		return w, false, err
+	}
+	if !r.claim(s, rec, w, pos, m) {
+		return r.pos[s].Load(), false, nil
+	}
+	return w, true, nil
+}
+
+// claim1 is claim for one position without the wake-up (the caller makes
+// it): small enough to be inlined on the single-message paths.
+func (r *ring) claim1(s side, rec *atomic.Uint64, w, pos uint64) bool {
+	storeRelease(rec, recordFor(s, pos, 1)) // E1, D1
+	hook(hookBeforeClaim)
+	if r.pos[s].CompareAndSwap(w, pos+1) { // E2, D2
 		return true
 	}
 	storeRelease(rec, recInUse)
@@ -264,7 +294,7 @@ func (r *ring) enqueue1(rec *atomic.Uint64, msg []byte) error {
 			}
 			continue
 		}
-		if !r.claim(producers, rec, w, pos, 1) {
+		if !r.claim1(producers, rec, w, pos) {
 			w = r.pos[producers].Load()
 			continue
 		}
@@ -307,7 +337,7 @@ func (r *ring) dequeue1(rec *atomic.Uint64, buf []byte) (int, error) {
 			}
 			continue
 		}
-		if !r.claim(consumers, rec, w, pos, 1) {
+		if !r.claim1(consumers, rec, w, pos) {
 			w = r.pos[consumers].Load()
 			continue
 		}
@@ -348,19 +378,13 @@ func (r *ring) claimWrite(rec *atomic.Uint64, n int) (uint64, int, error) {
 			}
 			break
 		}
-		if m == 0 { // our position is stale
-			var err error
-			if w, err = r.reload(producers, pos); err != nil {
+		var won bool
+		var err error
+		if w, won, err = r.step(producers, rec, w, pos, m); err != nil || !won {
+			if err != nil {
 				return 0, 0, err
 			}
 			continue
-		}
-		if !r.claim(producers, rec, w, pos, m) {
-			w = r.pos[producers].Load()
-			continue
-		}
-		if w&asleepBit != 0 {
-			r.kick(consumers) // E3
 		}
 		hook(hookEnqueueClaimed)
 		if r.shutdown.Load() != 0 { // E4
@@ -441,22 +465,16 @@ func (r *ring) claimRead(rec *atomic.Uint64, bufs [][]byte, max int) (uint64, in
 			}
 			m++
 		}
-		if m == 0 {
-			if stop != nil {
-				return 0, 0, stop
-			}
-			var err error
-			if w, err = r.reload(consumers, pos); err != nil {
+		if m == 0 && stop != nil {
+			return 0, 0, stop
+		}
+		var won bool
+		var err error
+		if w, won, err = r.step(consumers, rec, w, pos, m); err != nil || !won {
+			if err != nil {
 				return 0, 0, err
 			}
 			continue
-		}
-		if !r.claim(consumers, rec, w, pos, m) {
-			w = r.pos[consumers].Load()
-			continue
-		}
-		if w&asleepBit != 0 {
-			r.kick(producers) // D3
 		}
 		hook(hookDequeueTaken)
 		return pos, m, stop
