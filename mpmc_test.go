@@ -581,8 +581,15 @@ func TestStatsCounters(t *testing.T) {
 	assert.Equal(t, uint64(1), st.EnqueuePos)
 	assert.Equal(t, uint64(1), st.DequeuePos)
 
-	// Under traffic with nobody asleep, no wake-up is made.
+	// Under traffic with nobody asleep, no wake-up is made. The sleeper
+	// may have left its asleep bit behind (its last retry succeeded after
+	// it announced itself): that costs the next claim one wake-up at most.
 	before := q.Stats().ConsumerWakeups
+	require.NoError(t, q.TryEnqueue(nil))
+	_, err := q.TryDequeue(nil)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, q.Stats().ConsumerWakeups-before, uint64(1))
+	before = q.Stats().ConsumerWakeups
 	for range 100 {
 		require.NoError(t, q.TryEnqueue(nil))
 		_, err := q.TryDequeue(nil)

@@ -205,6 +205,18 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 		if err := try(lookForDead); err != errRetry {
 			return err
 		}
+		if r.isHeldUp(w.side) {
+			// Woken by a claimant that has not published yet (it wakes
+			// right after its claim): it most likely is publishing now.
+			// Look again before announcing, which would leave the bit
+			// for nothing if this very claim let us go on.
+			for range 32 {
+				runtime.Gosched()
+				if err := try(quickly); err != errRetry {
+					return err
+				}
+			}
+		}
 		// Sample the futex word, announce, retry: see the top of this
 		// file for why no wake-up can be lost.
 		v := r.futex[w.side].Load()
