@@ -117,7 +117,10 @@ const (
 )
 
 // Header flags (offFlags).
-const segmentRedeliver = 1 // Config.Redeliver
+const (
+	segmentRedeliver = 1 // Config.Redeliver
+	segmentEventfd   = 2 // Config.Eventfd: every participant must signal the eventfds (join by Receive only)
+)
 
 // Slot flags (slotFlags).
 const flagRedelivered = 1 // recovered once already: not redelivered again
