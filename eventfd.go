@@ -166,10 +166,14 @@ func (e *Events) Wait(ctx context.Context) error {
 	e.setDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { e.setDeadline(time.Now()) })
 	defer stop()
+	// Woken by the netpoller, return even when another waiter consumed
+	// the event first: every waiter woken by an event tries again.
 	var buf [8]byte
+	calls := 0
 	err = rc.Read(func(fd uintptr) bool {
+		calls++
 		_, err := unix.Read(int(fd), buf[:])
-		return err != unix.EAGAIN
+		return err != unix.EAGAIN || calls > 1
 	})
 	switch {
 	case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
@@ -177,8 +181,8 @@ func (e *Events) Wait(ctx context.Context) error {
 			return err
 		}
 		return nil
-	case errors.Is(err, os.ErrClosed):
-		return ErrClosed
+	case e.q.closing.Load(), errors.Is(err, os.ErrClosed):
+		return ErrClosed // Close closed f under us
 	}
 	return fmt.Errorf("mpmc: wait on eventfd: %w", err)
 }
