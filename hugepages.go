@@ -12,6 +12,7 @@ package mpmc
 // hugetlb pages like an anonymous one.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +38,22 @@ func hugePageSizeOf(f *os.File) uint64 {
 		return 0
 	}
 	return uint64(st.Bsize)
+}
+
+// hugeFileSize is the size validateHeader compares with the header's for
+// file f of size bytes: on hugetlbfs, mapping a file extends it to whole
+// huge pages, so a size rounded up from the header's total counts as the
+// header's.
+func hugeFileSize(f *os.File, hdr []byte, size int64) uint64 {
+	hp := hugePageSizeOf(f)
+	if hp == 0 || len(hdr) < offTotalSize+8 {
+		return uint64(size)
+	}
+	ts := binary.NativeEndian.Uint64(hdr[offTotalSize:])
+	if ts <= uint64(size) && (ts+hp-1)&^(hp-1) == uint64(size) {
+		return ts
+	}
+	return uint64(size)
 }
 
 // HugePageSize returns the default huge page size of the system (the

@@ -282,3 +282,53 @@ func OpenFile(f *os.File) (*Queue, error) {
 	}
 	return q, nil
 }
+
+// openProcFD maps the segment a /proc/PID/fd/N magic link names (an
+// anonymous queue held by process PID), for Inspect.
+func openProcFD(path string) (*segment, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
+	}
+	seg, err := mapFile(f, "open "+path, 0)
+	if err == nil {
+		seg.kind = kindMemfd
+	}
+	return seg, err
+}
+
+// ListAnonymous returns, for every anonymous queue segment some process
+// holds (that this process may look at), one /proc/PID/fd/N path to it,
+// for Inspect.
+func ListAnonymous() ([]string, error) {
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("mpmc: list anonymous queues: %w", err)
+	}
+	seen := map[uint64]bool{}
+	var out []string
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		dir := "/proc/" + p.Name() + "/fd"
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			link := dir + "/" + fd.Name()
+			target, err := os.Readlink(link)
+			if err != nil || !strings.HasPrefix(target, "/memfd:"+memfdName+" ") {
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Stat(link, &st) != nil || seen[st.Ino] {
+				continue
+			}
+			seen[st.Ino] = true
+			out = append(out, link)
+		}
+	}
+	return out, nil
+}

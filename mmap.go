@@ -311,7 +311,7 @@ func mapFile(f *os.File, what string, initWait time.Duration) (*segment, error) 
 		case magic == segmentMagic && ready != readyMarker:
 			return fail(fmt.Errorf("%w: segment never finished initialising (no ready marker after %v)", ErrBadSegment, initWait))
 		}
-		if s.geometry, err = validateHeader(hdr[:], uint64(size)); err != nil {
+		if s.geometry, err = validateHeader(hdr[:], hugeFileSize(f, hdr[:], size)); err != nil {
 			return fail(err)
 		}
 		// A file whose pages are holes (sized with ftruncate alone) must
