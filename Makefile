@@ -59,6 +59,8 @@ stress-test:
 	@cd stress && test -z "$$(gofmt -l .)" || { echo "gofmt needed in stress/:"; gofmt -l .; exit 1; }
 	cd stress && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	cd stress && $(GO) build -o bin/stress . && ./bin/stress run -messages 200000 -timeout 2m
+	cd stress && ./bin/stress run -backing memfd -messages 100000 -timeout 2m
+	cd stress && ./bin/stress run -backing sysv -messages 100000 -timeout 2m
 	cd stress && ./bin/stress chaos -duration 10s -kill-every 300ms -timeout 2m
 
 # Chaos: 4 producer and 4 consumer processes for a minute while one of them,

@@ -22,6 +22,10 @@ import (
 // that are not queue segments are left alone, and so is every segment with a
 // live participant. A file it cannot judge or remove is reported in the
 // returned error (one per file, joined), and the others are still cleaned.
+// A System V queue's lock file (SysVLockPath) stands for its segment: both
+// go (IPC_RMID) when no participant holds a lock and no process has the
+// segment attached, and the lock file alone when its segment is gone; the
+// lock file's path is what is returned.
 //
 // A segment is judged unused, and removed, while Clean holds the locks of
 // every entry of its participants table, so no process can join it in
@@ -44,7 +48,13 @@ func Clean(dir string) ([]string, error) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		ok, err := removeIfUnused(p, kindOf(e.Name()))
+		var ok bool
+		var err error
+		if key, isLock := sysvLockKey(e.Name()); isLock {
+			ok, err = cleanSysV(p, key) // a System V queue's lock file (sysv.go)
+		} else {
+			ok, err = removeIfUnused(p, kindOf(e.Name()))
+		}
 		if err != nil {
 			// Say so, and go on with the others.
 			errs = append(errs, fmt.Errorf("mpmc: clean %s: %w", p, err))

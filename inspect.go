@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,12 +63,27 @@ type Participant struct {
 // Inspect validates the segment at path like Open does and reports its
 // header, positions, counters and participants, without registering as a
 // participant (so it works on a segment whose table is full).
+//
+// An anonymous queue (a memfd) can be inspected through a process that
+// holds it: path /proc/PID/fd/N (see ListAnonymous); a System V one with
+// InspectSysV.
 func Inspect(path string) (Info, error) {
-	seg, err := openSegment(path)
+	var seg *segment
+	var err error
+	if strings.HasPrefix(path, "/proc/") {
+		seg, err = openProcFD(path) // a magic link: O_NOFOLLOW would refuse it
+	} else {
+		seg, err = openSegment(path)
+	}
 	if err != nil {
 		return Info{}, err
 	}
 	defer seg.unmap()
+	return inspectSegment(seg, path)
+}
+
+// inspectSegment is Inspect of a mapped segment; path names it in errors.
+func inspectSegment(seg *segment, path string) (Info, error) {
 	ne := binary.NativeEndian
 	m := seg.mem
 	info := Info{

@@ -27,7 +27,10 @@ package mpmc
 // on lines of their own, 128 bytes apart where two processes write them, so
 // that no cache line or adjacent-line prefetch pair is shared.
 
-import "unsafe"
+import (
+	"encoding/binary"
+	"unsafe"
+)
 
 const (
 	segmentMagic  = 0x434D504D514D4853 // "SHMQMPMC" read as a little-endian uint64
@@ -117,7 +120,10 @@ const (
 )
 
 // Header flags (offFlags).
-const segmentRedeliver = 1 // Config.Redeliver
+const (
+	segmentRedeliver = 1 // Config.Redeliver
+	segmentEventfd   = 2 // Config.Eventfd: every participant must signal the eventfds (join by Receive only)
+)
 
 // Slot flags (slotFlags).
 const flagRedelivered = 1 // recovered once already: not redelivered again
@@ -149,3 +155,6 @@ var (
 	_ [128 - maxParticipants]byte
 	_ [maxParticipants - 128]byte
 )
+
+func nativeMagic(m []byte) uint64   { return binary.NativeEndian.Uint64(m[offMagic:]) }
+func nativeFlags(hdr []byte) uint32 { return binary.NativeEndian.Uint32(hdr[offFlags:]) }

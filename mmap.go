@@ -50,10 +50,14 @@ func newGeometry(capacity, slotSize uint64) (geometry, error) {
 
 // segment is one mapping of a queue file.
 type segment struct {
-	f     *os.File
+	f     *os.File // the participants' OFD locks live on this file (see participants.go)
 	mem   []byte
 	flags uint32 // private copy of the header's flags
 	geometry
+	// Other backings (memfd.go, sysv.go, hugepages.go).
+	kind  segmentKind
+	whole []byte // the whole mapping when longer than mem (huge pages); nil otherwise
+	shmid int    // kindSysV: the segment's id
 }
 
 func (s *segment) u32(off uintptr) *atomic.Uint32 {
@@ -74,8 +78,15 @@ func (s *segment) isAt(path string) bool {
 func (s *segment) unmap() error {
 	var err error
 	if s.mem != nil {
-		err = unix.Munmap(s.mem)
-		s.mem = nil
+		switch {
+		case s.kind == kindSysV:
+			err = unix.SysvShmDetach(s.mem)
+		case s.whole != nil:
+			err = unix.Munmap(s.whole)
+		default:
+			err = unix.Munmap(s.mem)
+		}
+		s.mem, s.whole = nil, nil
 	}
 	if s.f != nil {
 		if cerr := s.f.Close(); err == nil {
@@ -138,9 +149,33 @@ func createSegment(path string, g geometry, perm os.FileMode, flags uint32) (*se
 			return fail(fmt.Errorf("allocate %d bytes: %w", g.totalSize, err))
 		}
 	}
-	if s.mem, err = unix.Mmap(int(f.Fd()), 0, int(g.totalSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
+	if err := s.mapShared(unix.MAP_POPULATE); err != nil {
 		return fail(fmt.Errorf("mmap: %w", err))
 	}
+	s.initHeader(flags)
+	// The directory's lock, shared, keeps our link from landing while a
+	// Clean has moved the file at path away for a moment (clean.go): we
+	// would find path free, and the file Clean then moves back would lose
+	// its name. A Clean stuck holding it does not stop us.
+	unlock := lockDir(filepath.Dir(path), unix.LOCK_SH, openInitWait)
+	err = os.Link(tmp, path)
+	if unlock != nil {
+		unlock()
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			err = fs.ErrExist // another creator won
+		}
+		return fail(err)
+	}
+	return s, nil
+}
+
+// initHeader writes the identity block and every slot's first sequence of a
+// freshly sized and mapped segment, and publishes the ready marker last:
+// Open treats a segment without it as still being built.
+func (s *segment) initHeader(flags uint32) {
+	g := s.geometry
 	m := s.mem
 	ne := binary.NativeEndian
 	ne.PutUint64(m[offMagic:], segmentMagic)
@@ -167,22 +202,6 @@ func createSegment(path string, g geometry, perm os.FileMode, flags uint32) (*se
 	hook(hookCreateBeforeReady)
 	// Published last: Open treats a segment without it as still being built.
 	s.u32(offReady).Store(readyMarker)
-	// The directory's lock, shared, keeps our link from landing while a
-	// Clean has moved the file at path away for a moment (clean.go): we
-	// would find path free, and the file Clean then moves back would lose
-	// its name. A Clean stuck holding it does not stop us.
-	unlock := lockDir(filepath.Dir(path), unix.LOCK_SH, openInitWait)
-	err = os.Link(tmp, path)
-	if unlock != nil {
-		unlock()
-	}
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			err = fs.ErrExist // another creator won
-		}
-		return fail(err)
-	}
-	return s, nil
 }
 
 // fallocate is unix.Fallocate; a variable so that tests can make it fail
@@ -228,12 +247,20 @@ func openSegment(path string) (*segment, error) {
 		}
 		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
 	}
+	return mapFile(f, "open "+path, openInitWait)
+}
+
+// mapFile is openSegment's validation and mapping of an open file f, which
+// it owns from then on (closed on failure): also used for descriptors
+// received or inherited (memfd.go, send.go). what names the call in errors;
+// initWait is how long a segment still being created is waited for.
+func mapFile(f *os.File, what string, initWait time.Duration) (*segment, error) {
 	s := &segment{f: f}
 	fail := func(err error) (*segment, error) {
 		s.unmap()
-		return nil, fmt.Errorf("mpmc: open %s: %w", path, err)
+		return nil, fmt.Errorf("mpmc: %s: %w", what, err)
 	}
-	deadline := time.Now().Add(openInitWait)
+	deadline := time.Now().Add(initWait)
 	var hdr [identitySize]byte
 	for {
 		st, err := f.Stat()
@@ -282,9 +309,9 @@ func openSegment(path string) (*segment, error) {
 		case size < headerSize:
 			return fail(fmt.Errorf("%w: file is %d bytes, smaller than the %d-byte header", ErrBadSegment, size, headerSize))
 		case magic == segmentMagic && ready != readyMarker:
-			return fail(fmt.Errorf("%w: segment never finished initialising (no ready marker after %v)", ErrBadSegment, openInitWait))
+			return fail(fmt.Errorf("%w: segment never finished initialising (no ready marker after %v)", ErrBadSegment, initWait))
 		}
-		if s.geometry, err = validateHeader(hdr[:], uint64(size)); err != nil {
+		if s.geometry, err = validateHeader(hdr[:], hugeFileSize(f, hdr[:], size)); err != nil {
 			return fail(err)
 		}
 		// A file whose pages are holes (sized with ftruncate alone) must
@@ -298,10 +325,28 @@ func openSegment(path string) (*segment, error) {
 		s.flags = binary.NativeEndian.Uint32(hdr[offFlags:])
 		break
 	}
-	if s.mem, err = unix.Mmap(int(f.Fd()), 0, int(s.totalSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+	if err := s.mapShared(0); err != nil {
 		return fail(fmt.Errorf("mmap: %w", err))
 	}
 	return s, nil
+}
+
+// mapShared maps s.f's first totalSize bytes (rounded up to the file's huge
+// page size on hugetlbfs, where mappings must be whole huge pages: s.whole).
+func (s *segment) mapShared(extraFlags int) error {
+	length := s.totalSize
+	if hp := hugePageSizeOf(s.f); hp > 0 {
+		length = (length + hp - 1) &^ (hp - 1)
+	}
+	m, err := unix.Mmap(int(s.f.Fd()), 0, int(length), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|extraFlags)
+	if err != nil {
+		return err
+	}
+	s.mem = m[:s.totalSize]
+	if length != s.totalSize {
+		s.whole = m
+	}
+	return nil
 }
 
 // validateHeader checks a private copy of the identity block against the

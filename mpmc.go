@@ -99,6 +99,18 @@ type Config struct {
 	// came first, if the recovering process dies too, or if it had been
 	// redelivered once already.
 	Redeliver bool
+	// Eventfd makes the queue signal an eventfd per side, besides the
+	// futex, whenever it wakes that side, so that an event loop can wait
+	// for the queue next to its sockets (eventfd.go: Queue.Events). The
+	// eventfds belong to the creating handle and are handed over with
+	// Send; such a queue can only be joined with Receive (Open and
+	// OpenFile refuse it with ErrNoEventfd), so that every participant
+	// signals them.
+	Eventfd bool
+	// HugePages backs the segment with huge pages, or makes Create,
+	// CreateAnonymous and CreateSysV fail with ErrNoHugePages
+	// (hugepages.go).
+	HugePages bool
 }
 
 // Queue is one process's handle on a queue segment. Its methods are safe for
@@ -118,6 +130,8 @@ type Queue struct {
 	spin            atomic.Int64
 	recoveryTimeout atomic.Int64 // time.Duration; see SetRecoveryTimeout
 	stall           [2]stall     // by side: the claim that side is held up by
+
+	events [2]*Events // by side: the eventfds of a queue with Config.Eventfd, or nil (eventfd.go)
 
 	held    atomic.Int64 // zero-copy holds outstanding, | heldClosing once Close began
 	closing atomic.Bool
@@ -140,31 +154,54 @@ const heldClosing = 1 << 62
 // creating the same path at once, exactly one succeeds. The whole segment is
 // reserved up front, so a full file system fails here rather than later.
 func Create(path string, cfg Config) (*Queue, error) {
-	if cfg.Capacity < 0 || cfg.SlotSize < 0 {
-		return nil, fmt.Errorf("%w: capacity %d, slot size %d", ErrInvalidConfig, cfg.Capacity, cfg.SlotSize)
-	}
-	if cfg.Perm&^os.ModePerm != 0 {
-		return nil, fmt.Errorf("%w: perm %v has bits other than permissions", ErrInvalidConfig, cfg.Perm)
-	}
-	g, err := newGeometry(uint64(cfg.Capacity), uint64(cfg.SlotSize))
+	g, flags, err := cfg.check()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
-	}
-	var flags uint32
-	if cfg.Redeliver {
-		flags |= segmentRedeliver
+		return nil, err
 	}
 	seg, err := createSegment(path, g, cfg.Perm, flags)
 	if err != nil {
 		return nil, err
 	}
+	if cfg.HugePages && hugePageSizeOf(seg.f) == 0 {
+		if err := seg.adviseHuge(); err != nil {
+			seg.unmap()
+			os.Remove(path)
+			return nil, fmt.Errorf("mpmc: create %s: %w", path, err)
+		}
+	}
 	q, err := newQueue(seg, path, 0)
+	if err == nil {
+		err = q.withEventfds(cfg)
+	}
 	if err != nil {
 		seg.unmap()
 		os.Remove(path)
 		return nil, err
 	}
 	return q, nil
+}
+
+// check validates cfg and returns the geometry and header flags it asks
+// for.
+func (cfg Config) check() (geometry, uint32, error) {
+	if cfg.Capacity < 0 || cfg.SlotSize < 0 {
+		return geometry{}, 0, fmt.Errorf("%w: capacity %d, slot size %d", ErrInvalidConfig, cfg.Capacity, cfg.SlotSize)
+	}
+	if cfg.Perm&^os.ModePerm != 0 {
+		return geometry{}, 0, fmt.Errorf("%w: perm %v has bits other than permissions", ErrInvalidConfig, cfg.Perm)
+	}
+	g, err := newGeometry(uint64(cfg.Capacity), uint64(cfg.SlotSize))
+	if err != nil {
+		return geometry{}, 0, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	var flags uint32
+	if cfg.Redeliver {
+		flags |= segmentRedeliver
+	}
+	if cfg.Eventfd {
+		flags |= segmentEventfd
+	}
+	return g, flags, nil
 }
 
 // Open joins the existing queue segment at path. The file is fully validated
@@ -176,6 +213,9 @@ func Open(path string) (*Queue, error) {
 	for attempt := 1; ; attempt++ {
 		seg, err := openSegment(path)
 		if err != nil {
+			return nil, err
+		}
+		if err := refuseEventfd(seg, "open "+path); err != nil {
 			return nil, err
 		}
 		q, err := newQueue(seg, path, -1)
@@ -538,7 +578,9 @@ func (q *Queue) Close() error {
 	}
 	q.leave()
 	q.closed = true
-	return q.seg.unmap()
+	err := q.seg.unmap()
+	q.closeEventfds()
+	return err
 }
 
 // Len returns the number of messages in the queue: positions claimed by

@@ -175,6 +175,13 @@ type child struct {
 // startChild re-executes the test binary in role, killed when ctx is done.
 func startChild(t *testing.T, ctx context.Context, role, path string, env ...string) *child {
 	t.Helper()
+	return startChildWith(t, ctx, role, path, nil, env...)
+}
+
+// startChildWith is startChild with files for the child's descriptors 3,
+// 4, ... (exec.Cmd.ExtraFiles).
+func startChildWith(t *testing.T, ctx context.Context, role, path string, files []*os.File, env ...string) *child {
+	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	c := &child{name: fmt.Sprintf("%s %v", role, env), done: make(chan error, 1)}
@@ -184,6 +191,7 @@ func startChild(t *testing.T, ctx context.Context, role, path string, env ...str
 	c.cmd.Stdout = &c.stdout
 	c.cmd.Stderr = &c.stderr
 	c.cmd.WaitDelay = 5 * time.Second
+	c.cmd.ExtraFiles = files
 	require.NoError(t, c.cmd.Start())
 	go func() { c.done <- c.cmd.Wait() }()
 	t.Cleanup(func() {

@@ -183,11 +183,12 @@ type ring struct {
 	shutdown  *atomic.Uint32
 	self      int                           // our participant index; -1 when not joined
 	alive     func(index int) (bool, error) // the kernel's word on a participant
+	efd       [2]int32                      // by side: the eventfd kick signals besides the futex, or -1 (eventfd.go)
 }
 
 func newRing(mem []byte, g geometry, flags uint32, alive func(int) (bool, error)) ring {
 	r := ring{mem: mem, capacity: g.capacity, slotSize: g.slotSize, stride: g.slotStride,
-		redeliver: flags&segmentRedeliver != 0, self: -1, alive: alive}
+		redeliver: flags&segmentRedeliver != 0, self: -1, alive: alive, efd: [2]int32{-1, -1}}
 	r.pos[producers], r.pos[consumers] = r.u64(offEnqueuePos), r.u64(offDequeuePos)
 	r.futex[producers], r.futex[consumers] = r.u32(offNotFull+sideFutex), r.u32(offNotEmpty+sideFutex)
 	r.sleepers[producers] = (*[2]atomic.Uint64)(unsafe.Pointer(r.u64(offNotFull + sideWaiters)))
@@ -543,11 +544,16 @@ func (r *ring) dequeue(rec *atomic.Uint64, bufs [][]byte, sizes []int) (int, err
 
 // kick wakes every sleeper of side s, in every process. FUTEX_WAKE never
 // blocks, so it is made as a raw system call: a pinned call (pin.go) may make
-// it.
+// it. On a queue with eventfds (Config.Eventfd) it then adds 1 to side s's
+// eventfd, for the event loops waiting on it (eventfd.go); that write never
+// blocks either (the counter would have to reach 2^64-1).
 func (r *ring) kick(s side) {
 	r.futex[s].Add(1)
 	r.counter(wakeCounter[s]).Add(1)
 	unix.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(r.futex[s])), futexWake, 1<<31-1, 0, 0, 0)
+	if fd := r.efd[s]; fd >= 0 {
+		unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&eventOne)), 8)
+	}
 }
 
 var (

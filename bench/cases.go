@@ -62,6 +62,7 @@ var pingCases = []ppCase{
 	{Name: "raw futex, both asleep", Mech: mechFutex, Asleep: true},
 	{Name: "pipe", Mech: mechPipe},
 	{Name: "unix seqpacket", Mech: mechUnixSock},
+	eventfdPingCases[0], eventfdPingCases[1], // eventfd.go
 }
 
 // shmipcMechs are the shmipc-go configurations; each is measured streaming

@@ -98,6 +98,8 @@ func openPingEnd(a ppArgs, client bool) (pingEnd, error) {
 		return fdPing{r: inheritedFD, w: inheritedFD + 1}, nil
 	case mechUnixSock:
 		return fdPing{r: inheritedFD, w: inheritedFD}, nil
+	case mechEventfdQueue, mechRawEventfd: // eventfd.go
+		return openEventfdPing(a, client)
 	}
 	return nil, fmt.Errorf("unknown mechanism %q", a.Mech)
 }
@@ -318,6 +320,7 @@ func runPing(ctx context.Context, pc ppCase, samples int, gap time.Duration) (ou
 	defer cancel()
 	var clientFiles, serverFiles []*os.File
 	var stats func() (uint64, uint64)
+	handOver := func() error { return nil }
 	switch pc.Mech {
 	case mechQueue:
 		var qs [2]*mpmc.Queue
@@ -361,6 +364,12 @@ func runPing(ctx context.Context, pc ppCase, samples int, gap time.Duration) (ou
 		}
 		clientFiles = []*os.File{os.NewFile(uintptr(sv[0]), "c")}
 		serverFiles = []*os.File{os.NewFile(uintptr(sv[1]), "s")}
+	case mechEventfdQueue, mechRawEventfd: // eventfd.go
+		var cleanup func()
+		if clientFiles, serverFiles, handOver, cleanup, err = eventfdPingSetup(&a); err != nil {
+			return out, err
+		}
+		defer cleanup()
 	default:
 		return out, fmt.Errorf("unknown mechanism %q", pc.Mech)
 	}
@@ -381,6 +390,9 @@ func runPing(ctx context.Context, pc ppCase, samples int, gap time.Duration) (ou
 	}
 	defer client.kill()
 	closeFiles()
+	if err := handOver(); err != nil {
+		return out, err
+	}
 	if _, err := (group{server, client}).launch(); err != nil {
 		return out, err
 	}

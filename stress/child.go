@@ -24,6 +24,7 @@ import (
 
 	"github.com/shmq/mpmc"
 	"github.com/shmq/mpmc/stress/internal/chaoslog"
+	"github.com/shmq/mpmc/stress/internal/harness"
 	"github.com/shmq/mpmc/stress/internal/proc"
 	"github.com/shmq/mpmc/stress/internal/verify"
 )
@@ -72,7 +73,7 @@ func childMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "%s %d: "+format+"\n", append([]any{role, f.id}, a...)...)
 		return code
 	}
-	q, err := mpmc.Open(f.path)
+	q, err := harness.OpenQueue(f.path) // a file, unix:N (memfd over a socket) or sysv:0xKEY
 	if err != nil {
 		return fail(proc.ExitError, "%v", err)
 	}

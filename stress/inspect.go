@@ -25,7 +25,7 @@ func inspectCmd(args []string, stdout, stderr io.Writer) int {
 	if code := b.parse(args, stderr); code >= 0 {
 		return code
 	}
-	info, err := mpmc.Inspect(*path)
+	info, err := harness.InspectPath(*path) // also /proc/PID/fd/N (memfd) and sysv:0xKEY
 	if err != nil {
 		return queueError(out, "inspect", *path, err)
 	}

@@ -220,6 +220,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Uint64Var(&cfg.Messages, "messages", defaultMessages, "messages to send in all, split among producers (0 with -duration: no limit)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "shut the queue down after this long (0: when every message is sent); alone, it lifts the -messages default")
 	fs.DurationVar(&cfg.Spin, "spin", mpmc.DefaultSpin, "spin budget of every child before it sleeps on the futex (0: sleep at once, negative: never sleep)")
+	fs.StringVar(&cfg.Backing, "backing", harness.BackingFile, "segment kind: file (under /dev/shm), memfd (anonymous, handed to each child over a unix socket) or sysv (System V, opened by key)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: stress run [flags]\n\nRuns producer and consumer processes against a fresh queue and verifies\nexactly-once delivery. Flags:\n")
 		fs.PrintDefaults()
@@ -239,8 +240,10 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 			return fmt.Errorf("nothing to do: give -messages > 0 or a -duration")
 		case cfg.Messages/uint64(cfg.Producers) >= 1<<62:
 			return fmt.Errorf("-messages %d is too large", cfg.Messages)
+		case cfg.Backing != harness.BackingFile && flagSet(fs, "path"):
+			return fmt.Errorf("-path names a file segment; -backing %s makes its own", cfg.Backing)
 		}
-		return nil
+		return harness.CheckBacking(cfg.Backing)
 	})
 	if err != nil {
 		return out.error(harness.CauseUsage, "run: %v", err)

@@ -24,6 +24,7 @@ type runConfig struct {
 	Messages uint64        `json:"messages"` // 0: no count limit (then Duration > 0)
 	Duration time.Duration `json:"duration_ns"`
 	Spin     time.Duration `json:"spin_ns"`
+	Backing  string        `json:"backing"` // file, memfd or sysv
 
 	progress bool
 }
@@ -62,6 +63,13 @@ type runner struct {
 	leftover   int // messages the parent still dequeued after the consumers stopped
 }
 
+func (c runConfig) backing() string {
+	if c.Backing == "" {
+		return harness.BackingFile
+	}
+	return c.Backing
+}
+
 // runStress performs a whole run and returns its report.
 func runStress(cfg runConfig) *Report {
 	r := &runner{cfg: cfg, rep: newReport(cfg), clk: newMonoClock()}
@@ -72,7 +80,7 @@ func runStress(cfg runConfig) *Report {
 
 func (r *runner) execute() {
 	defer r.s.Cleanup()
-	if err := r.s.Create("run", "mpmc-stress-", r.cfg.Path, mpmc.Config{Capacity: r.cfg.Capacity, SlotSize: r.cfg.Size, Perm: 0o600}); err != nil {
+	if err := r.s.CreateBacking("run", "mpmc-stress-", r.cfg.Path, r.cfg.backing(), mpmc.Config{Capacity: r.cfg.Capacity, SlotSize: r.cfg.Size, Perm: 0o600}); err != nil {
 		r.rep.Error(harness.CauseSetup, "%v", err)
 		return
 	}

@@ -60,7 +60,7 @@ func RemoveCreated(path string) (removed bool, note string) {
 // Diagnosis describes the queue at path in one line, for a timeout's FAIL
 // line: positions, sleepers and claims held.
 func Diagnosis(path string) string {
-	info, err := mpmc.Inspect(path)
+	info, err := InspectPath(path)
 	if err != nil {
 		return fmt.Sprintf("inspect failed: %v", err)
 	}

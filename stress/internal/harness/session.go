@@ -4,6 +4,7 @@ package harness
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -39,6 +40,8 @@ type Session struct {
 
 	rep     *Base
 	created bool
+	backing string   // BackingFile, BackingMemfd or BackingSysV
+	keep    *os.File // memfd: the descriptor Path names (/proc/PID/fd/N)
 	exe     string
 	env     []string
 
@@ -61,7 +64,19 @@ func NewSession(rep *Base, exits int) *Session {
 // Create creates the run's fresh segment (see CreateFresh) and finds the
 // binary to re-execute as children.
 func (s *Session) Create(cmd, prefix, path string, cfg mpmc.Config) error {
-	q, path, err := CreateFresh(cmd, prefix, path, cfg, s.Sigs)
+	return s.CreateBacking(cmd, prefix, path, BackingFile, cfg)
+}
+
+// CreateBacking is Create in backing b (backing.go); path applies to file.
+func (s *Session) CreateBacking(cmd, prefix, path, b string, cfg mpmc.Config) error {
+	var q *mpmc.Queue
+	var err error
+	s.backing = b
+	if b == BackingFile {
+		q, path, err = CreateFresh(cmd, prefix, path, cfg, s.Sigs)
+	} else {
+		q, path, s.keep, err = createBacking(b, cfg)
+	}
 	s.Path = path
 	if err != nil {
 		return err
@@ -81,7 +96,18 @@ func (s *Session) Cleanup() {
 	if s.Q != nil {
 		s.Q.Close()
 	}
-	if s.created {
+	if s.keep != nil {
+		s.keep.Close()
+	}
+	if s.created && s.backing == BackingMemfd {
+		s.rep.Removed = true // gone with its last descriptor
+	} else if key, ok := sysvKey(s.Path); ok && s.created {
+		if err := mpmc.RemoveSysV(key); err != nil {
+			s.rep.Notes = append(s.rep.Notes, err.Error())
+		} else {
+			s.rep.Removed = true
+		}
+	} else if s.created {
 		var note string
 		if s.rep.Removed, note = RemoveCreated(s.Path); note != "" {
 			s.rep.Notes = append(s.rep.Notes, note)
@@ -92,9 +118,30 @@ func (s *Session) Cleanup() {
 // Start starts a child of role with id, args and extra descriptors; it
 // reports to Exits when it exits.
 func (s *Session) Start(role proc.Role, id int, args []string, extra ...*os.File) (*proc.Child, error) {
+	var conn *net.UnixConn
+	if s.backing == BackingMemfd {
+		// The child receives the queue over a socket: its end is the
+		// last extra descriptor, and its -path says which (the last
+		// -path given wins).
+		var end *os.File
+		var err error
+		if conn, end, err = handOver(); err != nil {
+			return nil, fmt.Errorf("socket for %v %d: %v", role, id, err)
+		}
+		defer conn.Close()
+		defer end.Close()
+		extra = append(extra, end)
+		args = append(append([]string(nil), args...), "-path", fmt.Sprintf("unix:%d", 2+len(extra)))
+	}
 	c, err := proc.Start(proc.Spec{Exe: s.exe, Role: role, ID: id, Args: args, Env: s.env, Extra: extra, Exits: s.Exits})
 	if err != nil {
 		return nil, err
+	}
+	if conn != nil {
+		if err := s.Q.Send(conn); err != nil {
+			c.Kill()
+			return nil, fmt.Errorf("send the queue to %v %d: %v", role, id, err)
+		}
 	}
 	s.Children = append(s.Children, c)
 	return c, nil
