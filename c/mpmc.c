@@ -102,7 +102,7 @@ struct mpmc_queue {
 	_Atomic long long spin_ns, recovery_ns, idle_ns;
 	atomic_flag stall_lock[2];
 	struct stall stall[2]; /* per waiting side, under stall_lock */
-	char crash[48];        /* MPMC_TEST_HOOKS only: the step to die at */
+	char crash[48], stop[48]; /* MPMC_TEST_HOOKS only: the steps to die / stop at */
 };
 
 /* ---- small helpers ---- */
@@ -208,7 +208,9 @@ static void kick(mpmc_queue *q, int waking_side)
 }
 
 #ifdef MPMC_TEST_HOOKS
-/* Test only: die by SIGKILL at the step named by MPMC_C_CRASH. */
+/* Test only: die by SIGKILL at the step named by MPMC_C_CRASH, or stop
+ * (SIGSTOP, a live but stalled participant) at the one named by
+ * MPMC_C_STOP. */
 static void hook(mpmc_queue *q, const char *step)
 {
 	if (q->crash[0] && strcmp(q->crash, step) == 0) {
@@ -216,6 +218,8 @@ static void hook(mpmc_queue *q, const char *step)
 		for (;;)
 			pause();
 	}
+	if (q->stop[0] && strcmp(q->stop, step) == 0)
+		raise(SIGSTOP);
 }
 #else
 #define hook(q, step) ((void)0)
@@ -1085,6 +1089,9 @@ static int open_once(const char *path, mpmc_queue **out, mpmc_error *err, bool *
 	const char *c = getenv("MPMC_C_CRASH");
 	if (c)
 		snprintf(q->crash, sizeof q->crash, "%s", c);
+	c = getenv("MPMC_C_STOP");
+	if (c)
+		snprintf(q->stop, sizeof q->stop, "%s", c);
 #endif
 	int rc = validate(fd, q, err);
 	if (rc) {
@@ -1156,14 +1163,19 @@ int mpmc_close(mpmc_queue *q)
 	if (!q)
 		return MPMC_EINVAL;
 	atomic_store(&q->closing, 1);
-	/* Wake our own sleepers (both sides; section 7.1 step 3), then wait
-	 * until no call is in flight. A sleeper that read closing clear had
-	 * sampled its futex word before this kick, so one kick is enough; the
-	 * kick is repeated every 100 ms only as a safety net. */
+	/* Wake our own sleepers (section 7.1 step 3: only the sides on which
+	 * a thread of this handle waits), then wait until no call is in
+	 * flight. A waiting thread counts itself in sleepers[] before it
+	 * checks closing (seq_cst on both sides), so either it sees closing or
+	 * this load sees it; a sleeper that read closing clear sampled its
+	 * futex word before this kick, so one kick is enough. The kick is
+	 * repeated every 100 ms only as a safety net. */
 	for (int i = 0;; i++) {
 		if (i % 100 == 0) {
-			kick(q, CONSUMERS);
-			kick(q, PRODUCERS);
+			if (atomic_load(&q->sleepers[CONSUMERS]) > 0)
+				kick(q, CONSUMERS);
+			if (atomic_load(&q->sleepers[PRODUCERS]) > 0)
+				kick(q, PRODUCERS);
 		}
 		if (atomic_load(&q->inflight) == 0)
 			break;

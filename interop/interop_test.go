@@ -252,7 +252,8 @@ func (p *proc) waitOutput(t *testing.T, s string, within time.Duration) {
 
 // goChild runs a Go participant role in a child process: it joins, says
 // "ready", waits for a line on stdin, takes a zero-copy claim and kills
-// itself holding it. Returning at all is a failure.
+// itself holding it (reserve-die, take-die), or holds it until a second
+// line and commits it (reserve-hold).
 func goChild(role, path string) int {
 	q, err := mpmc.Open(path)
 	if err != nil {
@@ -272,6 +273,28 @@ func goChild(role, path string) int {
 			return 1
 		}
 		copy(r.Bytes(), "never committed")
+	case "reserve-hold":
+		// A live producer holding its claim until told to commit.
+		r, err := q.TryReserve()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "reserve:", err)
+			return 1
+		}
+		n := copy(r.Bytes(), "late")
+		fmt.Println("held")
+		if _, err := fmt.Scanln(); err != nil {
+			fmt.Fprintln(os.Stderr, "stdin:", err)
+			return 1
+		}
+		if err := r.Commit(n); err != nil {
+			fmt.Fprintln(os.Stderr, "commit:", err)
+			return 1
+		}
+		if err := q.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "close:", err)
+			return 1
+		}
+		return 0
 	case "take-die":
 		if _, err := q.TryTake(); err != nil {
 			fmt.Fprintln(os.Stderr, "take:", err)
@@ -717,14 +740,26 @@ func TestKilledGoConsumerRecoveredByC(t *testing.T) {
 
 // A Go producer killed before the C consumer joins: the C Open's sweep
 // recovers the claim. The C recovery timeout is ten minutes, so the stall
-// check cannot be what does it.
+// check cannot be what does it. The dead entry (2) is not the one the C
+// joiner takes (1, freed before), so the sweep must find the dead claim's
+// record and ask the kernel whether its owner lives.
 func TestCOpenSweepsDeadGoClaim(t *testing.T) {
 	q, p := newQueue(t, 4, 32)
 	require.NoError(t, q.TryEnqueue([]byte("a")))
+	h, err := mpmc.Open(p)
+	require.NoError(t, err)
 	g := startGo(t, "reserve-die", p)
 	g.waitOutput(t, "ready\n", 10*time.Second)
+	require.NoError(t, h.Close())
 	fmt.Fprintln(g.stdin)
 	g.waitKilled(t, 10*time.Second)
+	info, err := mpmc.Inspect(p)
+	require.NoError(t, err)
+	require.Len(t, info.Participants, 2)
+	dead := info.Participants[1]
+	require.Equal(t, 2, dead.Index)
+	require.False(t, dead.Alive)
+	require.Equal(t, 1, dead.Claims, "the dead Go producer's record names its claim")
 	require.NoError(t, q.TryEnqueue([]byte("b")))
 	c := startC(t, []string{"MPMC_C_RECOVERY_MS=600000", "MPMC_C_TIMEOUT_MS=20000"}, "take", p, "2")
 	assert.Equal(t, "ready\ngot a\ngot b\n", c.wait(t, 30*time.Second))
@@ -820,4 +855,83 @@ func TestExample(t *testing.T) {
 	require.NoError(t, q.TryEnqueue([]byte("q")))
 	require.NoError(t, q.Shutdown())
 	assert.Equal(t, "p\nq\n", start(t, nil, ex, "consume", p).wait(t, 10*time.Second))
+}
+
+// ---- live claimants are waited for ----
+
+// stopped waits until the process is stopped (SIGSTOP at a hook).
+func (p *proc) waitStopped(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		require.NoError(t, err)
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i > 0 && strings.HasPrefix(s[i+1:], " T") {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "%s did not stop: %s", p.name, s)
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A C producer stopped (alive) between its claim and its publish is never
+// overtaken by a Go consumer, however short its recovery timeout: the C
+// record names the claim and the C entry is locked.
+func TestStoppedCProducerIsWaitedFor(t *testing.T) {
+	q, p := newQueue(t, 4, 32)
+	q.SetRecoveryTimeout(10 * time.Millisecond)
+	c := startC(t, []string{"MPMC_C_STOP=enqueue-before-publish"}, "sleep-enqueue", p, "slow")
+	c.waitStopped(t)
+	t.Cleanup(func() { c.cmd.Process.Signal(syscall.SIGCONT) })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	buf := make([]byte, 32)
+	_, err := q.Dequeue(ctx, buf)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing to take while the claimant stalls")
+	_, err = q.TryDequeue(buf)
+	require.ErrorIs(t, err, mpmc.ErrEmpty, "a claimed, unpublished head is empty")
+	require.Zero(t, q.Stats().RecoveredWrites, "a live C claim was recovered")
+	require.NoError(t, c.cmd.Process.Signal(syscall.SIGCONT))
+	assert.Equal(t, "enqueued\n", c.wait(t, 10*time.Second))
+	n, err := q.TryDequeue(buf)
+	require.NoError(t, err)
+	assert.Equal(t, "slow", string(buf[:n]))
+}
+
+// A live Go producer holding a Reservation is never overtaken by a C
+// consumer with a 10 ms recovery timeout.
+func TestHeldGoReservationIsWaitedForByC(t *testing.T) {
+	q, p := newQueue(t, 4, 32)
+	g := startGo(t, "reserve-hold", p)
+	g.waitOutput(t, "ready\n", 10*time.Second)
+	fmt.Fprintln(g.stdin)
+	g.waitOutput(t, "held\n", 10*time.Second)
+	c := startC(t, []string{"MPMC_C_RECOVERY_MS=10"}, "take", p, "1")
+	c.waitOutput(t, "ready\n", 10*time.Second)
+	time.Sleep(300 * time.Millisecond) // 30 recovery timeouts
+	require.Equal(t, "ready\n", c.stdout.String(), "the C consumer took nothing yet")
+	require.Zero(t, q.Stats().RecoveredWrites, "a live Go claim was recovered by C")
+	fmt.Fprintln(g.stdin)
+	assert.Equal(t, "ready\nheld\n", g.wait(t, 10*time.Second))
+	assert.Equal(t, "ready\ngot late\n", c.wait(t, 10*time.Second))
+}
+
+// Shutdown while a C producer holds a claim it has not yet checked the flag
+// after (E4): it gives the claim up and reports closed, and a Go consumer
+// sees PENDING (empty, not closed) until then, closed after.
+func TestShutdownDuringCClaim(t *testing.T) {
+	q, p := newQueue(t, 4, 32)
+	c := startC(t, []string{"MPMC_C_STOP=enqueue-claimed"}, "sleep-enqueue", p, "raced")
+	c.waitStopped(t)
+	t.Cleanup(func() { c.cmd.Process.Signal(syscall.SIGCONT) })
+	require.NoError(t, q.Shutdown())
+	buf := make([]byte, 32)
+	_, err := q.TryDequeue(buf)
+	require.ErrorIs(t, err, mpmc.ErrEmpty, "a claimed head is pending, never closed")
+	require.NoError(t, c.cmd.Process.Signal(syscall.SIGCONT))
+	assert.Equal(t, "closed\n", c.wait(t, 10*time.Second), "the producer read the flag after its claim")
+	_, err = q.TryDequeue(buf)
+	require.ErrorIs(t, err, mpmc.ErrClosed)
+	assert.Equal(t, uint64(1), q.Stats().SkippedSlots, "the claim was given up as a skipped slot")
 }
