@@ -935,3 +935,21 @@ func TestShutdownDuringCClaim(t *testing.T) {
 	require.ErrorIs(t, err, mpmc.ErrClosed)
 	assert.Equal(t, uint64(1), q.Stats().SkippedSlots, "the claim was given up as a skipped slot")
 }
+
+// A Go Reservation claimed before Shutdown is still delivered: a C consumer
+// waits at the claimed head (PENDING is never CLOSED), takes the message
+// once it is committed, and only then sees closed.
+func TestCDrainWaitsForGoReservationAcrossShutdown(t *testing.T) {
+	q, p := newQueue(t, 4, 32)
+	g := startGo(t, "reserve-hold", p)
+	g.waitOutput(t, "ready\n", 10*time.Second)
+	fmt.Fprintln(g.stdin)
+	g.waitOutput(t, "held\n", 10*time.Second)
+	require.NoError(t, q.Shutdown())
+	c := startC(t, nil, "drain", p)
+	time.Sleep(200 * time.Millisecond)
+	require.Empty(t, c.stdout.String(), "the C consumer must wait at the claimed head, not report closed")
+	fmt.Fprintln(g.stdin)
+	assert.Equal(t, "ready\nheld\n", g.wait(t, 10*time.Second))
+	assert.Equal(t, "got late\nclosed\n", c.wait(t, 10*time.Second))
+}
