@@ -445,6 +445,47 @@ func TestMixedProducersConsumers(t *testing.T) {
 	runMix(t, 2, 2, 2, 2, 10000)
 }
 
+// Threads of one C participant share its handle (each call takes a record
+// of the handle's entry of its own): 4 producer threads in one C process and
+// 3 consumer threads in another, with a Go producer and a Go consumer.
+func TestThreadedCParticipants(t *testing.T) {
+	const per = 10000
+	q, p := newQueue(t, 64, 16)
+	g := openQueue(t, p)
+	goRes := make(chan []record, 1)
+	goErr := make(chan error, 2)
+	go func() {
+		recs, err := goConsume(g)
+		goRes <- recs
+		goErr <- err
+	}()
+	cons := startC(t, nil, "consume-mt", p, "3")
+	prod := startC(t, nil, "produce-mt", p, "0", "4", strconv.Itoa(per))
+	gp := openQueue(t, p)
+	go func() { goErr <- goProduce(gp, 4, per) }()
+	require.Empty(t, prod.wait(t, 2*time.Minute))
+	require.NoError(t, <-goErr)
+	require.NoError(t, q.Shutdown())
+	out := []byte(cons.wait(t, time.Minute))
+	var all [][]record
+	for range 3 {
+		require.GreaterOrEqual(t, len(out), 8)
+		n := binary.LittleEndian.Uint64(out)
+		require.LessOrEqual(t, n, uint64(len(out)-8))
+		all = append(all, decode(t, out[8:8+n]))
+		out = out[8+n:]
+	}
+	require.Empty(t, out)
+	all = append(all, <-goRes)
+	require.NoError(t, <-goErr)
+	verify(t, 5, per, all)
+	info, err := mpmc.Inspect(p)
+	require.NoError(t, err)
+	for _, pt := range info.Participants {
+		assert.Zero(t, pt.Claims, "entry %d names a claim after everyone finished", pt.Index)
+	}
+}
+
 // ---- wake-ups across languages ----
 
 // waitStat waits until f(q.Stats()) holds.
@@ -836,6 +877,10 @@ func TestCOpenRefusesBadFiles(t *testing.T) {
 	defer r.Close()
 	c := startC(t, nil, "open", p)
 	c.waitDone(t, 10*time.Second)
+	require.Empty(t, c.stderr.String())
+	var ee *exec.ExitError
+	require.ErrorAs(t, c.err, &ee, "the C peer joined a Redeliver segment")
+	assert.Equal(t, 3, ee.ExitCode())
 	assert.True(t, strings.HasPrefix(c.stdout.String(), "EREDELIVER:"), "got %q", c.stdout.String())
 }
 

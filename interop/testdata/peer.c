@@ -10,6 +10,9 @@
  *   peer sleep-enqueue PATH MSG  one enqueue: "enqueued" or "closed"
  *   peer shutdown PATH
  *   peer put PATH MSG...         enqueue each, then "put"
+ *   peer produce-mt PATH ID0 THREADS COUNT  THREADS threads on one handle, ids ID0..
+ *   peer consume-mt PATH THREADS  THREADS threads on one handle until closed; then,
+ *                                per thread, a u64 byte count and its records
  *   peer drain PATH              "got MSG" for each message until closed, then "closed"
  *   peer take PATH N             "ready", then N dequeues: "got MSG" each
  *   peer crash-enqueue PATH      try_enqueue, to die at MPMC_C_CRASH
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <threads.h>
 
 static long env(const char *name, long def)
 {
@@ -49,6 +53,96 @@ static void put_le(unsigned char *b, uint64_t v, int n)
 {
 	for (int i = 0; i < n; i++)
 		b[i] = (unsigned char)(v >> (8 * i));
+}
+
+struct worker {
+	mpmc_queue *q;
+	long id, count;
+	int timeout, failed;
+	unsigned char *out;
+	size_t len, cap;
+	thrd_t t;
+};
+
+static int produce_worker(void *arg)
+{
+	struct worker *w = arg;
+	unsigned char msg[12];
+	put_le(msg, (uint64_t)w->id, 4);
+	for (long s = 0; s < w->count; s++) {
+		put_le(msg + 4, (uint64_t)s, 8);
+		int rc = mpmc_enqueue(w->q, msg, sizeof msg, w->timeout);
+		if (rc != MPMC_OK) {
+			fprintf(stderr, "thread producer %ld, message %ld: %s\n", w->id, s, mpmc_strerror(rc));
+			w->failed = 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int consume_worker(void *arg)
+{
+	struct worker *w = arg;
+	unsigned char buf[64];
+	size_t n;
+	for (;;) {
+		int rc = mpmc_dequeue(w->q, buf, sizeof buf, &n, w->timeout);
+		if (rc == MPMC_ECLOSED)
+			return 0;
+		if (rc != MPMC_OK || n != 12) {
+			fprintf(stderr, "thread consumer: %s, %zu bytes\n", mpmc_strerror(rc), n);
+			w->failed = 1;
+			return 1;
+		}
+		if (w->len + n > w->cap) {
+			size_t c = w->cap ? 2 * w->cap : 4096;
+			unsigned char *o = realloc(w->out, c);
+			if (!o) {
+				fprintf(stderr, "out of memory\n");
+				w->failed = 1;
+				return 1;
+			}
+			w->out = o, w->cap = c;
+		}
+		memcpy(w->out + w->len, buf, n);
+		w->len += n;
+	}
+}
+
+/* Runs threads workers of fn on one handle; for consumers, writes their
+ * output. */
+static int run_threads(mpmc_queue *q, int (*fn)(void *), int threads, long id0, long count, int timeout, int out)
+{
+	struct worker w[16];
+	int status = 0;
+	if (threads < 1 || threads > 16) {
+		fprintf(stderr, "1..16 threads\n");
+		return 2;
+	}
+	memset(w, 0, sizeof w);
+	for (int i = 0; i < threads; i++) {
+		w[i].q = q, w[i].id = id0 + i, w[i].count = count, w[i].timeout = timeout;
+		if (thrd_create(&w[i].t, fn, &w[i]) != thrd_success) {
+			fprintf(stderr, "thrd_create failed\n");
+			return 1;
+		}
+	}
+	for (int i = 0; i < threads; i++) {
+		thrd_join(w[i].t, NULL);
+		status |= w[i].failed;
+	}
+	for (int i = 0; out && i < threads; i++) {
+		unsigned char len[8];
+		put_le(len, (uint64_t)w[i].len, 8);
+		if (fwrite(len, 1, 8, stdout) != 8 || fwrite(w[i].out, 1, w[i].len, stdout) != w[i].len) {
+			fprintf(stderr, "write failed\n");
+			status = 1;
+		}
+	}
+	for (int i = 0; i < threads; i++)
+		free(w[i].out);
+	return status;
 }
 
 int main(int argc, char **argv)
@@ -97,6 +191,10 @@ int main(int argc, char **argv)
 				break;
 			}
 		}
+	} else if (strcmp(role, "produce-mt") == 0 && argc == 6) {
+		status = run_threads(q, produce_worker, atoi(argv[4]), atol(argv[3]), atol(argv[5]), timeout, 0);
+	} else if (strcmp(role, "consume-mt") == 0 && argc == 4) {
+		status = run_threads(q, consume_worker, atoi(argv[3]), 0, 0, timeout, 1);
 	} else if (strcmp(role, "consume") == 0) {
 		for (;;) {
 			rc = mpmc_dequeue(q, buf, cap, &n, timeout);
