@@ -2,7 +2,7 @@
 GO ?= go
 export GORACE ?= atexit_sleep_ms=0
 
-.PHONY: test vet fmt bench stress fuzz-smoke
+.PHONY: test vet fmt bench stress fuzz-smoke interop
 
 # Everything CI runs: formatting and vet, the library's tests under the race
 # detector (including the multi-process ones, and the crash-point tests,
@@ -13,6 +13,7 @@ test: vet
 	$(MAKE) fuzz-smoke
 	$(MAKE) stress-test
 	$(MAKE) bench-test
+	$(MAKE) interop
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -69,3 +70,13 @@ stress-test:
 .PHONY: chaos
 chaos:
 	cd stress && $(GO) build -o bin/stress . && ./bin/stress chaos -duration 60s -kill-every 500ms
+
+# The C participant (c/) against the Go library: C and Go producers and
+# consumers on shared queues, wake-ups, Shutdown and crash recovery across
+# languages (interop/, build tag interop, so that it runs here only).
+# Installs a C compiler if there is none.
+.PHONY: interop
+interop:
+	@command -v cc >/dev/null 2>&1 || { apt-get update && apt-get install -y gcc; }
+	$(GO) vet -tags interop ./interop/
+	$(GO) test -race -tags interop -count=1 -v ./interop/
