@@ -308,8 +308,8 @@ func (r *ring) enqueue1(rec *atomic.Uint64, msg []byte) error {
 			storeRelease(rec, recInUse)
 			return ErrClosed
 		}
-		r.write(pos, msg, 0, pos)   // E5, E6
-		storeRelease(rec, recInUse) // E7
+		r.writeAt(sl, pos, msg, 0, pos) // E5, E6
+		storeRelease(rec, recInUse)     // E7
 		return nil
 	}
 }
@@ -332,11 +332,13 @@ func (r *ring) dequeue1(rec *atomic.Uint64, buf []byte) (int, error) {
 			}
 			continue
 		}
-		if n := uint64(sl.length); c&slotSkipped == 0 && n <= r.slotSize && n > uint64(len(buf)) {
-			if sl.seq.Load() == c {
-				return 0, io.ErrShortBuffer // the message stays queued
+		if uint64(len(buf)) < r.slotSize { // else every message fits
+			if n := uint64(sl.length); c&slotSkipped == 0 && n <= r.slotSize && n > uint64(len(buf)) {
+				if sl.seq.Load() == c {
+					return 0, io.ErrShortBuffer // the message stays queued
+				}
+				continue
 			}
-			continue
 		}
 		if !r.claim1(consumers, rec, w, pos) {
 			w = r.pos[consumers].Load()
@@ -346,17 +348,20 @@ func (r *ring) dequeue1(rec *atomic.Uint64, buf []byte) (int, error) {
 			r.kick(producers) // D3
 		}
 		hook(hookDequeueTaken)
-		var n int
-		var err error
 		if c&slotSkipped == 0 {
-			n, _, err = r.read(pos, buf) // D4
+			var err error
+			n := uint64(sl.length) // stable now that we hold the claim
+			if c&slotTakeover != 0 || n > r.slotSize || n > uint64(len(buf)) {
+				err, n = r.badRead(pos, c), 0
+			}
+			copy(buf, r.payload(sl)[:n]) // D4
 			hook(hookDequeueCopied)
+			storeRelease(&sl.seq, seqWord(pos+r.capacity, 0)) // D5
+			storeRelease(rec, recInUse)                       // D6
+			return int(n), err
 		}
-		r.release(pos)              // D5
-		storeRelease(rec, recInUse) // D6
-		if c&slotSkipped == 0 {
-			return n, err
-		}
+		storeRelease(&sl.seq, seqWord(pos+r.capacity, 0)) // D5
+		storeRelease(rec, recInUse)                       // D6
 		r.counter(ctrSkipped).Add(1)
 		w = r.pos[consumers].Load()
 	}
@@ -403,7 +408,11 @@ func (r *ring) claimWrite(rec *atomic.Uint64, n int) (uint64, int, error) {
 // origin is the position where the message was first enqueued: pos, unless
 // it is being redelivered.
 func (r *ring) write(pos uint64, msg []byte, flags uint32, origin uint64) {
-	sl := r.slot(pos)
+	r.writeAt(r.slot(pos), pos, msg, flags, origin)
+}
+
+// writeAt is write for the slot sl of position pos.
+func (r *ring) writeAt(sl *slot, pos uint64, msg []byte, flags uint32, origin uint64) {
 	if hooksEnabled { // a crash point half-way through the copy
 		half := len(msg) / 2
 		copy(r.payload(sl), msg[:half])
@@ -501,14 +510,21 @@ func (r *ring) release(pos uint64) {
 // the protocol cannot produce is ErrBadSegment, and nothing is copied.
 func (r *ring) read(pos uint64, buf []byte) (int, uint32, error) {
 	sl := r.slot(pos)
-	if sl.seq.Load()&slotTakeover != 0 {
-		return 0, 0, corrupt("slot of position %d taken over at the head", pos)
-	}
+	c := sl.seq.Load()
 	n := uint64(sl.length)
-	if n > r.slotSize || n > uint64(len(buf)) {
-		return 0, 0, corrupt("message at position %d claims %d bytes (slot size %d)", pos, n, r.slotSize)
+	if c&slotTakeover != 0 || n > r.slotSize || n > uint64(len(buf)) {
+		return 0, 0, r.badRead(pos, c)
 	}
 	return copy(buf, r.payload(sl)[:n]), sl.flags, nil
+}
+
+// badRead is the error for a claimed slot whose word or length the protocol
+// cannot produce.
+func (r *ring) badRead(pos, c uint64) error {
+	if c&slotTakeover != 0 {
+		return corrupt("slot of position %d taken over at the head", pos)
+	}
+	return corrupt("message at position %d claims %d bytes (slot size %d)", pos, r.slot(pos).length, r.slotSize)
 }
 
 // dequeue takes up to min(len(bufs), len(sizes)) messages, message i
