@@ -506,18 +506,6 @@ func (r *ring) release(pos uint64) {
 	storeRelease(&r.slot(pos).seq, seqWord(pos+r.capacity, 0))
 }
 
-// read copies the message at claimed position pos into buf (D4). A length
-// the protocol cannot produce is ErrBadSegment, and nothing is copied.
-func (r *ring) read(pos uint64, buf []byte) (int, uint32, error) {
-	sl := r.slot(pos)
-	c := sl.seq.Load()
-	n := uint64(sl.length)
-	if c&slotTakeover != 0 || n > r.slotSize || n > uint64(len(buf)) {
-		return 0, 0, r.badRead(pos, c)
-	}
-	return copy(buf, r.payload(sl)[:n]), sl.flags, nil
-}
-
 // badRead is the error for a claimed slot whose word or length the protocol
 // cannot produce.
 func (r *ring) badRead(pos, c uint64) error {
@@ -536,21 +524,30 @@ func (r *ring) dequeue(rec *atomic.Uint64, bufs [][]byte, sizes []int) (int, err
 		if m == 0 {
 			return 0, err
 		}
-		k := 0
+		k, skipped := 0, uint64(0)
 		for i := range uint64(m) {
-			if r.slot(pos+i).seq.Load()&slotSkipped != 0 {
-				r.counter(ctrSkipped).Add(1)
+			p := pos + i
+			sl := r.slot(p)
+			if c := sl.seq.Load(); c&slotSkipped != 0 {
+				skipped++
 			} else {
-				n, _, rerr := r.read(pos+i, bufs[k])
-				sizes[k], k = n, k+1
-				if rerr != nil && (err == nil || err == io.ErrShortBuffer) {
-					err = rerr
+				n := uint64(sl.length) // stable now that we hold the claim
+				if c&slotTakeover != 0 || n > r.slotSize || n > uint64(len(bufs[k])) {
+					if err == nil || err == io.ErrShortBuffer {
+						err = r.badRead(p, c)
+					}
+					n = 0
 				}
+				sizes[k] = copy(bufs[k], r.payload(sl)[:n]) // D4
+				k++
 			}
 			hook(hookDequeueCopied)
-			r.release(pos + i) // D5
+			storeRelease(&sl.seq, seqWord(p+r.capacity, 0)) // D5
 		}
 		storeRelease(rec, recInUse) // D6
+		if skipped > 0 {
+			r.counter(ctrSkipped).Add(skipped)
+		}
 		if k > 0 || err != nil {
 			return k, err
 		}
