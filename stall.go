@@ -29,7 +29,8 @@ const DefaultRecoveryTimeout = 250 * time.Millisecond
 // stall remembers the claim one side of a handle is held up by.
 type stall struct {
 	mu    sync.Mutex
-	claim claim     // the claim seen; the zero claim when none
+	seen  bool      // a claim was seen (the zero claim is a real one: position 0)
+	claim claim     // the claim seen
 	since time.Time // when it was first seen
 }
 
@@ -44,8 +45,8 @@ func (q *Queue) checkStall(s side, rec *atomic.Uint64) bool {
 	st := &q.stall[s]
 	now := time.Now()
 	st.mu.Lock()
-	if st.claim != cl {
-		st.claim, st.since = cl, now
+	if !st.seen || st.claim != cl {
+		st.seen, st.claim, st.since = true, cl, now
 		st.mu.Unlock()
 		return false
 	}
