@@ -73,10 +73,12 @@ chaos:
 
 # The C participant (c/) against the Go library: C and Go producers and
 # consumers on shared queues, wake-ups, Shutdown and crash recovery across
-# languages (interop/, build tag interop, so that it runs here only).
-# Installs a C compiler if there is none.
+# languages (interop/, build tag interop, so that it runs here only), and
+# examples/eventloop with its C readers required. Installs a C compiler if
+# there is none.
 .PHONY: interop
 interop:
 	@command -v cc >/dev/null 2>&1 || { apt-get update && apt-get install -y gcc; }
 	$(GO) vet -tags interop ./interop/
 	$(GO) test -race -tags interop -count=1 -v ./interop/
+	EVENTLOOP_REQUIRE_C=1 $(GO) test -count=1 -run '^TestEventloop$$' ./examples/eventloop/

@@ -72,6 +72,8 @@ enum { C_CONS_SLEEPS, C_PROD_SLEEPS, C_CONS_WAKES, C_PROD_WAKES, C_REC_WRITES,
 #define W_SKIPPED 1ULL
 #define W_TAKEOVER 2ULL
 #define SLOT_HDR 24
+#define HF_REDELIVER 1u /* header flags (0x60) */
+#define HF_EVENTFD 2u
 
 enum { PRODUCERS = 0, CONSUMERS = 1 };
 
@@ -100,6 +102,9 @@ struct mpmc_queue {
 	_Atomic int closing;
 	_Atomic int sleepers[2]; /* threads of this handle asleep, per side */
 	_Atomic long long spin_ns, recovery_ns, idle_ns;
+	int efd[2];                      /* by side: the eventfd a kick writes, or -1 (section 15) */
+	_Atomic long long arm_short[2];  /* mpmc_arm: the last short poll hint, 0 when none */
+	_Atomic long long arm_since[2];  /* when the short hints began */
 	atomic_flag stall_lock[2];
 	struct stall stall[2]; /* per waiting side, under stall_lock */
 	char crash[48], stop[48]; /* MPMC_TEST_HOOKS only: the steps to die / stop at */
@@ -198,13 +203,20 @@ static long futex(_Atomic uint32_t *uaddr, int op, uint32_t val, const struct ti
 	return syscall(SYS_futex, (void *)uaddr, op, val, ts, NULL, 0);
 }
 
-/* A kick (section 3): bump the futex word, count, wake everyone (shared). */
+/* A kick (section 9.3): bump the futex word, count, wake everyone (shared);
+ * on an eventfd-signalled queue, then write 1 to the side's eventfd
+ * (section 15). Neither blocks. */
 static void kick(mpmc_queue *q, int waking_side)
 {
 	uint64_t f = waking_side == CONSUMERS ? OFF_NE_F : OFF_NF_F;
 	atomic_fetch_add_explicit(a32(q, f), 1, memory_order_seq_cst);
 	count(q, waking_side == CONSUMERS ? C_CONS_WAKES : C_PROD_WAKES);
 	futex(a32(q, f), FUTEX_WAKE, INT_MAX, NULL);
+	if (q->efd[waking_side] >= 0) {
+		uint64_t one = 1;
+		ssize_t r = write(q->efd[waking_side], &one, sizeof one);
+		(void)r; /* EAGAIN only at a counter of 2^64-2: the side is signalled anyway */
+	}
 }
 
 #ifdef MPMC_TEST_HOOKS
@@ -715,6 +727,92 @@ int mpmc_shutdown(mpmc_queue *q)
 	return MPMC_OK;
 }
 
+/* ---- eventfd signalling (section 15) ---- */
+
+/* Can side s proceed now: the head published (consumers), the tail free
+ * (producers), or Shutdown. */
+static bool side_ready(mpmc_queue *q, int side)
+{
+	if (atomic_load(a32(q, OFF_SHUTDOWN)) != 0)
+		return true;
+	if (side == CONSUMERS) {
+		uint64_t d = ld(a64(q, OFF_DEQ)) & POS;
+		return seq_diff(ld(slot_seq(q, d)), d) == 1;
+	}
+	uint64_t e = ld(a64(q, OFF_ENQ)) & POS;
+	return seq_diff(ld(slot_seq(q, e)), e) == 0;
+}
+
+int mpmc_eventfd(const mpmc_queue *q, int side)
+{
+	if (!q || (side != MPMC_NOT_FULL && side != MPMC_NOT_EMPTY))
+		return -1;
+	return q->efd[side];
+}
+
+int mpmc_arm(mpmc_queue *q, int side, int64_t *poll_ns)
+{
+	if (!q || !poll_ns || (side != MPMC_NOT_FULL && side != MPMC_NOT_EMPTY) || q->efd[side] < 0)
+		return MPMC_EINVAL;
+	int rc = enter(q);
+	if (rc)
+		return rc;
+	_Atomic uint64_t *other = a64(q, side == CONSUMERS ? OFF_ENQ : OFF_DEQ);
+	bool ready = side_ready(q, side);
+	bool before = false, held = false;
+	if (!ready) {
+		uint64_t o = atomic_fetch_or(other, ASLEEP) & POS; /* S1 */
+		ready = side_ready(q, side);                        /* re-check */
+		if (!ready) {
+			int cs;
+			uint64_t cp, cc;
+			held = held_up(q, side, &cs, &cp, &cc);
+			if (side == CONSUMERS) {
+				before = o > (ld(a64(q, OFF_DEQ)) & POS);
+			} else {
+				uint64_t e = ld(a64(q, OFF_ENQ)) & POS;
+				before = e >= q->cap && o > e - q->cap;
+			}
+		}
+	}
+	if (ready || !(held || before)) {
+		atomic_store(&q->arm_short[side], 0);
+		*poll_ns = ready ? 0 : atomic_load_explicit(&q->idle_ns, memory_order_relaxed);
+		leave_call(q);
+		return ready ? 1 : 0;
+	}
+	/* No wake-up can be counted on: a short slice (section 9.2). */
+	int64_t prev = atomic_load(&q->arm_short[side]), next, now = now_mono();
+	if (prev == 0) {
+		next = 50 * US;
+		atomic_store(&q->arm_since[side], now);
+	} else if (now - atomic_load(&q->arm_since[side]) < atomic_load_explicit(&q->recovery_ns, memory_order_relaxed)) {
+		next = 2 * prev < 2 * MS ? 2 * prev : 2 * MS;
+	} else {
+		next = 2 * prev < 100 * MS ? 2 * prev : 100 * MS;
+	}
+	atomic_store(&q->arm_short[side], next);
+	*poll_ns = next;
+	leave_call(q);
+	return 0;
+}
+
+int mpmc_consume(mpmc_queue *q, int side)
+{
+	if (!q || (side != MPMC_NOT_FULL && side != MPMC_NOT_EMPTY) || q->efd[side] < 0)
+		return MPMC_EINVAL;
+	int rc = enter(q);
+	if (rc)
+		return rc;
+	uint64_t v;
+	ssize_t r;
+	while ((r = read(q->efd[side], &v, sizeof v)) < 0 && errno == EINTR) {
+	}
+	rc = (r < 0 && errno != EAGAIN) ? MPMC_ESYS : MPMC_OK;
+	leave_call(q);
+	return rc;
+}
+
 void mpmc_stats_get(mpmc_queue *q, mpmc_stats *st)
 {
 	memset(st, 0, sizeof *st);
@@ -761,6 +859,7 @@ const char *mpmc_strerror(int code)
 	case MPMC_EINVAL: return "invalid argument";
 	case MPMC_EREDELIVER: return "redelivery not supported";
 	case MPMC_ENOENT: return "segment removed";
+	case MPMC_ENOEVENTFD: return "segment signals eventfds: join it with them";
 	}
 	return "unknown error";
 }
@@ -1012,6 +1111,9 @@ static void destroy(mpmc_queue *q)
 		munmap(q->base, q->total);
 	if (q->fd >= 0)
 		close(q->fd);
+	for (int s = 0; s < 2; s++)
+		if (q->efd[s] >= 0)
+			close(q->efd[s]);
 	free(q);
 }
 
@@ -1056,6 +1158,71 @@ static bool names_file(const char *path, const struct stat *fst, bool *other)
 	return false;
 }
 
+/* A handle for the open file description fd (owned from now on), not yet
+ * validated or joined; NULL when out of memory. */
+static mpmc_queue *new_handle(int fd)
+{
+	mpmc_queue *q = calloc(1, sizeof *q);
+	if (!q)
+		return NULL;
+	q->fd = fd;
+	q->self = -1;
+	q->efd[0] = q->efd[1] = -1;
+	atomic_init(&q->free_recs, (1ULL << NREC) - 1);
+	atomic_init(&q->inflight, 0);
+	atomic_init(&q->closing, 0);
+	atomic_init(&q->sleepers[0], 0);
+	atomic_init(&q->sleepers[1], 0);
+	atomic_init(&q->spin_ns, 20 * US);
+	atomic_init(&q->recovery_ns, 250 * MS);
+	atomic_init(&q->idle_ns, 2000 * MS);
+	atomic_init(&q->arm_short[0], 0);
+	atomic_init(&q->arm_short[1], 0);
+	atomic_init(&q->arm_since[0], 0);
+	atomic_init(&q->arm_since[1], 0);
+	atomic_flag_clear(&q->stall_lock[0]);
+	atomic_flag_clear(&q->stall_lock[1]);
+#ifdef MPMC_TEST_HOOKS
+	const char *c = getenv("MPMC_C_CRASH");
+	if (c)
+		snprintf(q->crash, sizeof q->crash, "%s", c);
+	c = getenv("MPMC_C_STOP");
+	if (c)
+		snprintf(q->stop, sizeof q->stop, "%s", c);
+#endif
+	return q;
+}
+
+/* The header flags this participant must act on: redelivery (refused) and
+ * eventfd signalling (refused unless the caller has the eventfds, section
+ * 15: a participant that cannot write them must not join). */
+static int check_flags(mpmc_queue *q, bool have_eventfds, mpmc_error *err)
+{
+	if (q->hflags & HF_REDELIVER)
+		return fail(err, MPMC_EREDELIVER, 0,
+			    "the segment was created with Redeliver (header flag bit 0), "
+			    "which this C participant does not implement (LAYOUT.md 10.4)");
+	if ((q->hflags & HF_EVENTFD) && !have_eventfds)
+		return fail(err, MPMC_ENOEVENTFD, 0,
+			    "the segment signals eventfds (header flag bit 1): join it from a hand-over "
+			    "with its eventfds (mpmc_open_fd, LAYOUT.md 14 and 15)");
+	return MPMC_OK;
+}
+
+/* Maps the validated segment and joins it (section 7 steps 3 to 5). */
+static int map_join(mpmc_queue *q, mpmc_error *err)
+{
+	void *m = mmap(NULL, q->total, PROT_READ | PROT_WRITE, MAP_SHARED, q->fd, 0);
+	if (m == MAP_FAILED)
+		return fail(err, MPMC_ESYS, errno, "mmap: %s", strerror(errno));
+	q->base = m;
+	int rc = join(q, err);
+	if (rc)
+		return rc;
+	sweep(q);
+	return MPMC_OK;
+}
+
 /* One attempt of Open. *again is set when path now names another file. */
 static int open_once(const char *path, mpmc_queue **out, mpmc_error *err, bool *again)
 {
@@ -1068,55 +1235,20 @@ static int open_once(const char *path, mpmc_queue **out, mpmc_error *err, bool *
 			return fail(err, MPMC_EBADSEG, 0, "%s is a directory", path);
 		return fail(err, MPMC_ESYS, errno, "open %s: %s", path, strerror(errno));
 	}
-	mpmc_queue *q = calloc(1, sizeof *q);
+	mpmc_queue *q = new_handle(fd);
 	if (!q) {
 		close(fd);
 		return fail(err, MPMC_ESYS, ENOMEM, "out of memory");
 	}
-	q->fd = fd;
-	q->self = -1;
-	atomic_init(&q->free_recs, (1ULL << NREC) - 1);
-	atomic_init(&q->inflight, 0);
-	atomic_init(&q->closing, 0);
-	atomic_init(&q->sleepers[0], 0);
-	atomic_init(&q->sleepers[1], 0);
-	atomic_init(&q->spin_ns, 20 * US);
-	atomic_init(&q->recovery_ns, 250 * MS);
-	atomic_init(&q->idle_ns, 2000 * MS);
-	atomic_flag_clear(&q->stall_lock[0]);
-	atomic_flag_clear(&q->stall_lock[1]);
-#ifdef MPMC_TEST_HOOKS
-	const char *c = getenv("MPMC_C_CRASH");
-	if (c)
-		snprintf(q->crash, sizeof q->crash, "%s", c);
-	c = getenv("MPMC_C_STOP");
-	if (c)
-		snprintf(q->stop, sizeof q->stop, "%s", c);
-#endif
 	int rc = validate(fd, q, err);
+	if (rc == MPMC_OK)
+		rc = check_flags(q, false, err);
+	if (rc == MPMC_OK)
+		rc = map_join(q, err);
 	if (rc) {
 		destroy(q);
 		return rc;
 	}
-	if (q->hflags & 1) {
-		destroy(q);
-		return fail(err, MPMC_EREDELIVER, 0,
-			    "the segment was created with Redeliver (header flag bit 0), "
-			    "which this C participant does not implement (LAYOUT.md 10.4)");
-	}
-	void *m = mmap(NULL, q->total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED) {
-		int e = errno;
-		destroy(q);
-		return fail(err, MPMC_ESYS, e, "mmap: %s", strerror(e));
-	}
-	q->base = m;
-	rc = join(q, err);
-	if (rc) {
-		destroy(q);
-		return rc;
-	}
-	sweep(q);
 	/* step 6 */
 	struct stat fst;
 	if (fstat(fd, &fst) != 0) {
@@ -1156,6 +1288,99 @@ int mpmc_open(const char *path, mpmc_queue **out, mpmc_error *err)
 			return rc;
 	}
 	return rc;
+}
+
+/* Is fd an eventfd? */
+static bool is_eventfd(int fd)
+{
+	char link[64], target[64];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, target, sizeof target - 1);
+	if (n < 0)
+		return false;
+	target[n] = 0;
+	return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+/* Section 14: a new open file description of the file behind fd (a memfd
+ * must carry the three seals), checked to be the same inode. */
+static int reopen_fd(int fd, int *nfd, mpmc_error *err)
+{
+	struct stat st, nst;
+	char link[64], target[256];
+	if (fstat(fd, &st) != 0)
+		return fail(err, MPMC_EBADSEG, 0, "fstat descriptor %d: %s", fd, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return fail(err, MPMC_EBADSEG, 0, "descriptor %d is not a regular file or memfd", fd);
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, target, sizeof target - 1);
+	target[n < 0 ? 0 : n] = 0;
+	if (strncmp(target, "/memfd:", 7) == 0) {
+		const int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+		int seals = fcntl(fd, F_GET_SEALS);
+		if (seals < 0)
+			return fail(err, MPMC_EBADSEG, 0, "memfd seals: %s", strerror(errno));
+		if ((seals & need) != need)
+			return fail(err, MPMC_EBADSEG, 0,
+				    "memfd not sealed against shrinking and growing (seals 0x%x, need 0x%x): "
+				    "a peer could truncate it", (unsigned)seals, (unsigned)need);
+	}
+	*nfd = open(link, O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (*nfd < 0)
+		return fail(err, MPMC_ESYS, errno, "reopen descriptor %d (%s) for a description of our own: %s",
+			    fd, target, strerror(errno));
+	if (fstat(*nfd, &nst) != 0 || nst.st_dev != st.st_dev || nst.st_ino != st.st_ino) {
+		close(*nfd);
+		*nfd = -1;
+		return fail(err, MPMC_EBADSEG, 0, "reopening descriptor %d gave another file", fd);
+	}
+	return MPMC_OK;
+}
+
+/* Keeps a non-blocking duplicate of eventfd fd for side s. */
+static int keep_eventfd(mpmc_queue *q, int s, int fd, mpmc_error *err)
+{
+	if (!is_eventfd(fd))
+		return fail(err, MPMC_EBADSEG, 0, "descriptor %d is not an eventfd", fd);
+	q->efd[s] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (q->efd[s] < 0)
+		return fail(err, MPMC_ESYS, errno, "dup eventfd: %s", strerror(errno));
+	int fl = fcntl(q->efd[s], F_GETFL);
+	if (fl < 0 || fcntl(q->efd[s], F_SETFL, fl | O_NONBLOCK) != 0)
+		return fail(err, MPMC_ESYS, errno, "eventfd O_NONBLOCK: %s", strerror(errno));
+	return MPMC_OK;
+}
+
+int mpmc_open_fd(int fd, int not_full_efd, int not_empty_efd, mpmc_queue **out, mpmc_error *err)
+{
+	if (fd < 0 || !out)
+		return fail(err, MPMC_EINVAL, 0, "no descriptor");
+	int nfd;
+	int rc = reopen_fd(fd, &nfd, err);
+	if (rc)
+		return rc;
+	mpmc_queue *q = new_handle(nfd);
+	if (!q) {
+		close(nfd);
+		return fail(err, MPMC_ESYS, ENOMEM, "out of memory");
+	}
+	bool have = not_full_efd >= 0 && not_empty_efd >= 0;
+	rc = validate(nfd, q, err);
+	if (rc == MPMC_OK)
+		rc = check_flags(q, have, err);
+	/* The eventfds before joining: the sweep may already kick. */
+	if (rc == MPMC_OK && (q->hflags & HF_EVENTFD))
+		rc = keep_eventfd(q, PRODUCERS, not_full_efd, err);
+	if (rc == MPMC_OK && (q->hflags & HF_EVENTFD))
+		rc = keep_eventfd(q, CONSUMERS, not_empty_efd, err);
+	if (rc == MPMC_OK)
+		rc = map_join(q, err);
+	if (rc) {
+		destroy(q);
+		return rc;
+	}
+	*out = q;
+	return MPMC_OK;
 }
 
 int mpmc_close(mpmc_queue *q)

@@ -42,8 +42,13 @@ enum {
 	MPMC_ESYS = -10,        /* a system call failed: see mpmc_error.sys_errno / errno */
 	MPMC_EINVAL = -11,      /* bad argument */
 	MPMC_EREDELIVER = -12,  /* open: the segment asks for redelivery, not implemented here */
-	MPMC_ENOENT = -13       /* open: the segment was removed while joining */
+	MPMC_ENOENT = -13,      /* open: the segment was removed while joining */
+	MPMC_ENOEVENTFD = -14   /* open: the segment signals eventfds; join it with them (mpmc_open_fd) */
 };
+
+/* The two sides of an eventfd-signalled queue, by what their waiters wait
+ * for: producers wait for NOT_FULL, consumers for NOT_EMPTY. */
+enum { MPMC_NOT_FULL = 0, MPMC_NOT_EMPTY = 1 };
 
 typedef struct mpmc_queue mpmc_queue;
 
@@ -68,6 +73,20 @@ typedef struct mpmc_stats {
  * code, fills *err (may be NULL) and leaves *out untouched. */
 int mpmc_open(const char *path, mpmc_queue **out, mpmc_error *err);
 
+/* Joins the segment that descriptor fd refers to (a memfd or a regular
+ * file, e.g. received with SCM_RIGHTS, LAYOUT.md section 14) through an open
+ * file description of its own: it reopens /proc/self/fd/<fd> with O_RDWR and
+ * checks that this is the same inode, refuses a memfd not sealed with
+ * F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL, then validates, joins and sweeps as
+ * mpmc_open does. An eventfd-signalled segment (section 15) needs its two
+ * eventfds, not_full_efd (the producers') and not_empty_efd (the
+ * consumers'), in the hand-over's order; without them (-1) it is refused
+ * with MPMC_ENOEVENTFD. fd and the eventfds stay the caller's, to close at
+ * once: the handle keeps duplicates of the eventfds (made non-blocking) and
+ * closes them in mpmc_close. Eventfds given for a segment that does not
+ * signal them are ignored. */
+int mpmc_open_fd(int fd, int not_full_efd, int not_empty_efd, mpmc_queue **out, mpmc_error *err);
+
 /* Leaves the queue: marks the handle closing, wakes its sleeping calls
  * (they return MPMC_ECLOSED), waits until no call of the handle is in
  * flight, clears its entry, unmaps and closes. The handle is freed: no call
@@ -88,6 +107,29 @@ int mpmc_dequeue(mpmc_queue *q, void *buf, size_t cap, size_t *n, int timeout_ms
 /* For every process: enqueues fail with ECLOSED, dequeues drain what is
  * left, then get ECLOSED; every sleeper wakes. Never undone. */
 int mpmc_shutdown(mpmc_queue *q);
+
+/* Event loops on an eventfd-signalled queue (LAYOUT.md section 15); side
+ * is MPMC_NOT_EMPTY (consumers) or MPMC_NOT_FULL (producers). Every wake-up
+ * of a side this handle makes (a claim that saw the side's asleep bit, a
+ * recovery, Shutdown) writes that side's eventfd besides the futex.
+ *
+ * mpmc_eventfd: the side's eventfd, to register with epoll (EPOLLIN); -1
+ * if the queue does not signal eventfds. It stays the handle's.
+ *
+ * mpmc_arm: announces a waiter (the asleep bit in the other side's
+ * position) and re-checks. Returns 1 when the side can proceed now (do not
+ * wait: drain with try_dequeue / try_enqueue), 0 when the caller should
+ * wait for the eventfd for at most *poll_ns nanoseconds (short, from 50 us,
+ * when a claim made before the announcement may hold the side up: its
+ * claimant will not signal; else 2 s), or a negative code (MPMC_EINVAL
+ * without eventfds, MPMC_ECLOSED once closing).
+ *
+ * mpmc_consume: reads (resets) the side's eventfd without waiting; nothing
+ * to read is no error. After consuming, drain until EEMPTY (EFULL) before
+ * waiting again: the eventfd is shared by every process of the queue. */
+int mpmc_eventfd(const mpmc_queue *q, int side);
+int mpmc_arm(mpmc_queue *q, int side, int64_t *poll_ns);
+int mpmc_consume(mpmc_queue *q, int side);
 
 void mpmc_stats_get(mpmc_queue *q, mpmc_stats *st);
 uint64_t mpmc_capacity(const mpmc_queue *q);
