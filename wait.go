@@ -211,7 +211,7 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 			// Look again before announcing, which would leave the bit
 			// for nothing if this very claim let us go on.
 			for range 32 {
-				runtime.Gosched()
+				yieldProcessor()
 				if err := try(quickly); err != errRetry {
 					return err
 				}
@@ -243,7 +243,7 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 			if short == 0 {
 				short, shortSince = shortSliceMin, time.Now()
 				for range 32 { // it is most likely being published now
-					runtime.Gosched()
+					yieldProcessor()
 					if err := try(quickly); err != errRetry {
 						return err
 					}
@@ -267,6 +267,15 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 		// participant's claim in the way (Queue.checkStall).
 		unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(r.futex[w.side])), futexWait, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0)
 	}
+}
+
+// yieldProcessor lets another thread of any process run on this processor:
+// a claimant that woke us right after its claim was most likely preempted
+// by our waking, here on this very processor, before it could publish, and
+// runtime.Gosched yields only to goroutines of this process. Used only after
+// a wake-up, never on the common path.
+func yieldProcessor() {
+	unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 }
 
 // leave ends a sleeper's turn: it withdraws the handle's bit from the
