@@ -271,12 +271,8 @@ func TestEventfdWaitHoldsNoThread(t *testing.T) {
 	}()
 	time.Sleep(20 * time.Millisecond)
 	require.NoError(t, q.Close())
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, ErrClosed)
-	case <-time.After(5 * time.Second):
-		t.Fatal("Wait not ended by Close")
-	}
+	err = recvWithin(t, done, 5*time.Second, "Wait not ended by Close")
+	assert.ErrorIs(t, err, ErrClosed)
 }
 
 // TestProcessEventfdEpoll: a child consumes in an epoll loop, woken

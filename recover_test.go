@@ -744,12 +744,7 @@ func TestOpenWhileCleanMovesIt(t *testing.T) {
 	}
 	require.NotNil(t, live)
 	t.Cleanup(func() { live.Close() })
-	var r result
-	select {
-	case r = <-opened:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Open did not return")
-	}
+	r := recvWithin(t, opened, 30*time.Second, "Open did not return")
 	if r.q != nil {
 		t.Cleanup(func() { r.q.Close() })
 	}
