@@ -32,7 +32,7 @@ func init() {
 
 func epollChild(s side) int {
 	sock := os.NewFile(3, "socket")
-	q, err := receiveInherited()
+	q, err := receiveInherited("")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "receive:", err)
 		return 1

@@ -24,45 +24,25 @@ func init() {
 	// Receives a queue on the socket inherited as descriptor 3, then
 	// dequeues MPMC_TEST_COUNT messages "m<i>" in order and enqueues
 	// "done", and prints its participant index.
-	childRoles["receive-echo"] = func(string) int {
-		q, err := receiveInherited()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "receive:", err)
-			return 1
-		}
-		defer q.Close()
-		return echo(q)
-	}
+	childRoles["receive-echo"] = queueRole("receive", receiveInherited, echo)
 	// Joins the queue whose segment is inherited as descriptor 3
 	// (OpenFile), then does what receive-echo does.
-	childRoles["openfile-echo"] = func(string) int {
+	childRoles["openfile-echo"] = queueRole("open file", func(string) (*Queue, error) {
 		f := os.NewFile(3, "queue")
-		q, err := OpenFile(f)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "open file:", err)
-			return 1
-		}
-		f.Close() // the handle has a description of its own
-		defer q.Close()
-		return echo(q)
-	}
+		defer f.Close() // the handle has a description of its own
+		return OpenFile(f)
+	}, echo)
 	// Receives a queue and tries to truncate the segment through its own
 	// description; prints the error.
-	childRoles["receive-truncate"] = func(string) int {
-		q, err := receiveInherited()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "receive:", err)
-			return 1
-		}
-		defer q.Close()
+	childRoles["receive-truncate"] = queueRole("receive", receiveInherited, func(q *Queue) int {
 		fmt.Print(unix.Ftruncate(int(q.seg.f.Fd()), 4096))
 		return 0
-	}
+	})
 }
 
 // receiveInherited receives a queue on the unix socket inherited as
-// descriptor 3.
-func receiveInherited() (*Queue, error) {
+// descriptor 3 (a child role's path is not used).
+func receiveInherited(string) (*Queue, error) {
 	f := os.NewFile(3, "socket")
 	c, err := net.FileConn(f)
 	f.Close()

@@ -232,11 +232,7 @@ func TestRedeliverOnlyOnce(t *testing.T) {
 }
 
 func TestCrashWhileSleeping(t *testing.T) {
-	q, p := newTestQueue(t, 4, 16)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	sleeper := startChild(t, ctx, "sleep-dequeue", p)
-	sleepingOn(t, p, true, 1)
+	q, p, _, sleeper := withSleeper(t)
 	require.NoError(t, sleeper.cmd.Process.Kill())
 	<-sleeper.done
 	sleeper.done <- nil
