@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,25 +197,11 @@ func TestEventfdShortHint(t *testing.T) {
 	assert.True(t, ready)
 }
 
-func threads(t *testing.T) int {
-	b, err := os.ReadFile("/proc/self/status")
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			require.NoError(t, err)
-			return n
-		}
-	}
-	t.Fatal("no Threads line")
-	return 0
-}
-
 // TestEventfdWaitHoldsNoThread: goroutines in Events.Wait are parked in
 // the netpoller: 50 of them add no OS threads; one message wakes them.
 func TestEventfdWaitHoldsNoThread(t *testing.T) {
 	q := newAnonymous(t, Config{Capacity: 64, SlotSize: 16, Eventfd: true})
-	before := threads(t)
+	before := threadCount(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const waiters = 50
@@ -240,7 +225,7 @@ func TestEventfdWaitHoldsNoThread(t *testing.T) {
 		}()
 	}
 	time.Sleep(200 * time.Millisecond)
-	during := threads(t)
+	during := threadCount(t)
 	assert.LessOrEqual(t, during, before+5, "threads: %d before, %d with %d goroutines waiting", before, during, waiters)
 	for range waiters {
 		require.NoError(t, q.Enqueue(ctx, []byte("x")))

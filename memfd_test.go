@@ -142,10 +142,7 @@ func TestAnonymousCreateSealed(t *testing.T) {
 	require.NoError(t, unix.Fstat(fd, &st))
 	assert.Equal(t, uint32(0o600), st.Mode&0o777)
 	require.NoError(t, q.TryEnqueue([]byte("x")))
-	buf := make([]byte, 16)
-	n, err := q.TryDequeue(buf)
-	require.NoError(t, err)
-	assert.Equal(t, "x", string(buf[:n]))
+	assert.Equal(t, "x", tryDequeueString(t, q))
 }
 
 // TestReceiveOwnDescription: the receiver is a participant of its own,
@@ -157,10 +154,7 @@ func TestReceiveOwnDescription(t *testing.T) {
 	assert.NotEqual(t, q.self, r.self)
 	assert.Empty(t, r.Path())
 	require.NoError(t, q.TryEnqueue([]byte("hello")))
-	buf := make([]byte, 16)
-	n, err := r.TryDequeue(buf)
-	require.NoError(t, err)
-	assert.Equal(t, "hello", string(buf[:n]))
+	assert.Equal(t, "hello", tryDequeueString(t, r))
 	alive, err := participantAlive(r.seg.f, q.self)
 	require.NoError(t, err)
 	assert.True(t, alive, "the sender's participant, seen from the receiver's description")
@@ -185,10 +179,7 @@ func TestSendNamedQueue(t *testing.T) {
 	assert.Equal(t, p, r.Path())
 	assert.True(t, r.seg.isAt(p))
 	require.NoError(t, r.TryEnqueue([]byte("named")))
-	buf := make([]byte, 16)
-	n, err := q.TryDequeue(buf)
-	require.NoError(t, err)
-	assert.Equal(t, "named", string(buf[:n]))
+	assert.Equal(t, "named", tryDequeueString(t, q))
 }
 
 func TestSendClosed(t *testing.T) {

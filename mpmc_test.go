@@ -937,6 +937,16 @@ func TestCorruptStateIsAnError(t *testing.T) {
 	require.ErrorIs(t, err, ErrBadSegment)
 }
 
+// tryDequeueString takes the message at the head, which must be there
+// now, as a string.
+func tryDequeueString(t *testing.T, q *Queue) string {
+	t.Helper()
+	buf := make([]byte, q.SlotSize())
+	n, err := q.TryDequeue(buf)
+	require.NoError(t, err)
+	return string(buf[:n])
+}
+
 func dequeueString(t *testing.T, q *Queue) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
