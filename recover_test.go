@@ -164,6 +164,17 @@ func TestCrashProducer(t *testing.T) {
 	}
 }
 
+// crashQueue creates a queue of capacity 16-byte slots at a fresh path for
+// a crash test, and closes it when the test ends.
+func crashQueue(t *testing.T, capacity int, redeliver bool) (string, *Queue) {
+	t.Helper()
+	p := segPath(t)
+	q, err := Create(p, Config{Capacity: capacity, SlotSize: 16, Redeliver: redeliver})
+	require.NoError(t, err)
+	t.Cleanup(func() { q.Close() })
+	return p, q
+}
+
 // forConsumerCrashes runs body as a subtest for each Redeliver setting and
 // each point a consumer may crash at, on a fresh queue at p of capacity
 // 16-byte slots.
@@ -171,10 +182,7 @@ func forConsumerCrashes(t *testing.T, capacity int, body func(t *testing.T, p st
 	for _, redeliver := range []bool{false, true} {
 		for _, at := range []hookPoint{hookDequeueTaken, hookDequeueCopied} {
 			t.Run(fmt.Sprintf("redeliver=%v/point=%d", redeliver, at), func(t *testing.T) {
-				p := segPath(t)
-				q, err := Create(p, Config{Capacity: capacity, SlotSize: 16, Redeliver: redeliver})
-				require.NoError(t, err)
-				defer q.Close()
+				p, q := crashQueue(t, capacity, redeliver)
 				body(t, p, q, redeliver, at)
 			})
 		}
@@ -222,10 +230,7 @@ func boolInt(b bool) int {
 
 func TestRedeliverOnlyOnce(t *testing.T) {
 	// A redelivered message whose second consumer dies too is dropped.
-	p := segPath(t)
-	q, err := Create(p, Config{Capacity: 2, SlotSize: 16, Redeliver: true})
-	require.NoError(t, err)
-	defer q.Close()
+	p, q := crashQueue(t, 2, true)
 	q.SetRecoveryTimeout(10 * time.Millisecond)
 	require.NoError(t, q.TryEnqueue([]byte("unlucky")))
 	crashChild(t, "crash-dequeue", p, hookDequeueTaken)
@@ -236,7 +241,7 @@ func TestRedeliverOnlyOnce(t *testing.T) {
 	st := q.Stats()
 	assert.Equal(t, uint64(2), st.RecoveredReads)
 	assert.Equal(t, uint64(1), st.Redelivered, "redelivered at most once")
-	_, err = q.TryDequeue(make([]byte, 16))
+	_, err := q.TryDequeue(make([]byte, 16))
 	require.ErrorIs(t, err, ErrEmpty)
 }
 
@@ -654,10 +659,7 @@ func TestCrashZeroCopy(t *testing.T) {
 		assert.Equal(t, uint64(1), cons.Stats().RecoveredWrites)
 	})
 	t.Run("take", func(t *testing.T) {
-		p := segPath(t)
-		q, err := Create(p, Config{Capacity: 2, SlotSize: 16, Redeliver: true})
-		require.NoError(t, err)
-		defer q.Close()
+		p, q := crashQueue(t, 2, true)
 		q.SetRecoveryTimeout(20 * time.Millisecond)
 		require.NoError(t, q.TryEnqueue([]byte("held")))
 		require.NoError(t, q.TryEnqueue([]byte("x")))
