@@ -204,15 +204,26 @@ var (
 	pingClientRole = newRole("pp-client", pingClient)
 )
 
+// openPingReady opens this side's end (openPingEnd), then says ready; it
+// closes the end if that fails.
+func openPingReady(c *childIO, a ppArgs, client bool) (pingEnd, error) {
+	e, err := openPingEnd(a, client)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ready(); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
 func pingServer(c *childIO, a ppArgs) (any, error) {
-	e, err := openPingEnd(a, false)
+	e, err := openPingReady(c, a, false)
 	if err != nil {
 		return nil, err
 	}
 	defer e.close()
-	if err := c.ready(); err != nil {
-		return nil, err
-	}
 	buf := make([]byte, pingSize)
 	for n := 0; ; n++ {
 		err := e.recv(buf)
@@ -230,14 +241,11 @@ func pingServer(c *childIO, a ppArgs) (any, error) {
 }
 
 func pingClient(c *childIO, a ppArgs) (any, error) {
-	e, err := openPingEnd(a, true)
+	e, err := openPingReady(c, a, true)
 	if err != nil {
 		return nil, err
 	}
 	defer e.close()
-	if err := c.ready(); err != nil {
-		return nil, err
-	}
 	res, err := timeRoundTrips(a.Warmup, a.Samples, a.Gap, func(msg, buf []byte) error {
 		if err := e.send(msg); err != nil {
 			return fmt.Errorf("send: %w", err)
