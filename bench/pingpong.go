@@ -204,22 +204,8 @@ var (
 	pingClientRole = newRole("pp-client", pingClient)
 )
 
-// openPingReady opens this side's end (openPingEnd), then says ready; it
-// closes the end if that fails.
-func openPingReady(c *childIO, a ppArgs, client bool) (pingEnd, error) {
-	e, err := openPingEnd(a, client)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.ready(); err != nil {
-		e.close()
-		return nil, err
-	}
-	return e, nil
-}
-
 func pingServer(c *childIO, a ppArgs) (any, error) {
-	e, err := openPingReady(c, a, false)
+	e, err := openReady(c, func() (pingEnd, error) { return openPingEnd(a, false) }, pingEnd.close)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +227,7 @@ func pingServer(c *childIO, a ppArgs) (any, error) {
 }
 
 func pingClient(c *childIO, a ppArgs) (any, error) {
-	e, err := openPingReady(c, a, true)
+	e, err := openReady(c, func() (pingEnd, error) { return openPingEnd(a, true) }, pingEnd.close)
 	if err != nil {
 		return nil, err
 	}
