@@ -867,14 +867,7 @@ func (s *stepTest) finish(rt *rapid.T) {
 
 // free is how many consecutive positions from the tail have a free slot.
 func (s *stepTest) free() int {
-	n := 0
-	for p := s.tail; p < s.tail+s.capacity; p++ {
-		if p >= s.capacity && s.pos[p-s.capacity].kind != done {
-			break
-		}
-		n++
-	}
-	return n
+	return freeSlots(s.tail, s.capacity, func(p uint64) posKind { return s.pos[p].kind })
 }
 
 // readable is how many positions a claim of up to max messages takes at
