@@ -330,9 +330,15 @@ func (m *ringModel) take(k int) ([]string, error) {
 }
 
 func (m *ringModel) length() int {
+	return queued(m.head, m.tail, func(pos uint64) posKind { return m.state[pos].kind })
+}
+
+// queued is how many of the positions from head up to tail, position pos
+// in state kind(pos), are not skipped: the queue's length.
+func queued(head, tail uint64, kind func(pos uint64) posKind) int {
 	n := 0
-	for pos := m.head; pos < m.tail; pos++ {
-		if m.state[pos].kind != skipped {
+	for pos := head; pos < tail; pos++ {
+		if kind(pos) != skipped {
 			n++
 		}
 	}

@@ -889,13 +889,7 @@ func (s *stepTest) readable(max int) int {
 }
 
 func (s *stepTest) length() int {
-	n := 0
-	for p := s.head; p < s.tail; p++ {
-		if s.pos[p].kind != skipped {
-			n++
-		}
-	}
-	return n
+	return queued(s.head, s.tail, func(p uint64) posKind { return s.pos[p].kind })
 }
 
 // slotWord is what slot i's sequence word must be: set by the state of the
