@@ -103,43 +103,30 @@ func spinPause(i int) {
 	}
 }
 
-// spinSend calls try until it returns anything but full, pausing
-// (spinPause) after each attempt that found no room.
-func spinSend(try func() error, full error) error {
+// queueSpinEnd is an end of the queue that spins on the Try calls.
+type queueSpinEnd struct{ q *mpmc.Queue }
+
+func (e queueSpinEnd) send(msg []byte) error {
 	for i := 1; ; i++ {
-		if err := try(); err != full {
+		if err := e.q.TryEnqueue(msg); err != mpmc.ErrFull {
 			return err
 		}
 		spinPause(i)
 	}
 }
 
-// spinRecv calls try until it returns anything but empty, pausing after
-// each attempt that found nothing; closed is the end of the stream
-// (errEOS).
-func spinRecv(try func() (int, error), empty, closed error) (int, error) {
+func (e queueSpinEnd) recv(buf []byte) (int, error) {
 	for i := 1; ; i++ {
-		n, err := try()
+		n, err := e.q.TryDequeue(buf)
 		switch err {
-		case empty:
+		case mpmc.ErrEmpty:
 			spinPause(i)
 			continue
-		case closed:
+		case mpmc.ErrClosed:
 			return 0, errEOS
 		}
 		return n, err
 	}
-}
-
-// queueSpinEnd is an end of the queue that spins on the Try calls.
-type queueSpinEnd struct{ q *mpmc.Queue }
-
-func (e queueSpinEnd) send(msg []byte) error {
-	return spinSend(func() error { return e.q.TryEnqueue(msg) }, mpmc.ErrFull)
-}
-
-func (e queueSpinEnd) recv(buf []byte) (int, error) {
-	return spinRecv(func() (int, error) { return e.q.TryDequeue(buf) }, mpmc.ErrEmpty, mpmc.ErrClosed)
 }
 
 func (e queueSpinEnd) close() error { return e.q.Close() }
@@ -148,11 +135,26 @@ func (e queueSpinEnd) close() error { return e.q.Close() }
 type refEnd struct{ q *refQueue }
 
 func (e refEnd) send(msg []byte) error {
-	return spinSend(func() error { return e.q.tryEnqueue(msg) }, errRefFull)
+	for i := 1; ; i++ {
+		if err := e.q.tryEnqueue(msg); err != errRefFull {
+			return err
+		}
+		spinPause(i)
+	}
 }
 
 func (e refEnd) recv(buf []byte) (int, error) {
-	return spinRecv(func() (int, error) { return e.q.tryDequeue(buf) }, errRefEmpty, errRefClosed)
+	for i := 1; ; i++ {
+		n, err := e.q.tryDequeue(buf)
+		switch err {
+		case errRefEmpty:
+			spinPause(i)
+			continue
+		case errRefClosed:
+			return 0, errEOS
+		}
+		return n, err
+	}
 }
 
 func (e refEnd) close() error { return e.q.close() }
