@@ -127,15 +127,24 @@ func TestBatchSkipsGivenUpSlots(t *testing.T) {
 	assert.Equal(t, uint64(1), q.Stats().SkippedSlots)
 }
 
+// blockingPair creates a queue of capacity 8-byte slots and joins it
+// with a second handle, both with no spinning (so that blocking calls
+// sleep at once), and a context of 30 seconds for their calls.
+func blockingPair(t *testing.T, capacity int) (q, cons *Queue, ctx context.Context) {
+	t.Helper()
+	q, p := newTestQueue(t, capacity, 8)
+	q.SetSpin(0)
+	cons = openTestQueue(t, p)
+	cons.SetSpin(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return q, cons, ctx
+}
+
 func TestBlockingBatches(t *testing.T) {
 	// EnqueueBatch of more than the capacity waits for room and delivers
 	// every message, in order; DequeueBatch waits for the first.
-	q, p := newTestQueue(t, 4, 8)
-	q.SetSpin(0)
-	cons := openTestQueue(t, p)
-	cons.SetSpin(0)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	q, cons, ctx := blockingPair(t, 4)
 	const total = 1000
 	msgs := make([][]byte, total)
 	for i := range msgs {
@@ -302,12 +311,7 @@ func TestZeroCopyHoldLimit(t *testing.T) {
 }
 
 func TestZeroCopyBlocking(t *testing.T) {
-	q, p := newTestQueue(t, 2, 8)
-	q.SetSpin(0)
-	cons := openTestQueue(t, p)
-	cons.SetSpin(0)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	q, cons, ctx := blockingPair(t, 2)
 	var wg sync.WaitGroup
 	const total = 200
 	wg.Go(func() {

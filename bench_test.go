@@ -14,23 +14,20 @@ import (
 
 const benchCapacity = 1024
 
-func BenchmarkQueue(b *testing.B) {
+// benchPairs runs bench with one producer and one consumer (1P1C), and
+// with four of each (4P4C).
+func benchPairs(b *testing.B, bench func(b *testing.B, n int)) {
 	for _, pc := range []struct {
 		name string
 		n    int
 	}{{"1P1C", 1}, {"4P4C", 4}} {
-		b.Run(pc.name, func(b *testing.B) { benchQueue(b, pc.n) })
+		b.Run(pc.name, func(b *testing.B) { bench(b, pc.n) })
 	}
 }
 
-func BenchmarkChannel(b *testing.B) {
-	for _, pc := range []struct {
-		name string
-		n    int
-	}{{"1P1C", 1}, {"4P4C", 4}} {
-		b.Run(pc.name, func(b *testing.B) { benchChannel(b, pc.n) })
-	}
-}
+func BenchmarkQueue(b *testing.B) { benchPairs(b, benchQueue) }
+
+func BenchmarkChannel(b *testing.B) { benchPairs(b, benchChannel) }
 
 // BenchmarkUncontended is one TryEnqueue and one TryDequeue on one
 // goroutine: the floor for a one-message-at-a-time API.

@@ -60,12 +60,7 @@ func TestOpenWaitsForCleaner(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	released := time.Now()
 	release()
-	var r openResult
-	select {
-	case r = <-opened:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Open did not return")
-	}
+	r := recvWithin(t, opened, 30*time.Second, "Open did not return")
 	require.NoError(t, r.err, "Open while a cleaner held the table")
 	t.Cleanup(func() { r.q.Close() })
 	assert.False(t, r.at.Before(released), "Open returned while the table was held")
@@ -94,12 +89,7 @@ func TestOpenAfterCleanerRemoved(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	require.NoError(t, os.Remove(p))
 	release()
-	var r openResult
-	select {
-	case r = <-opened:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Open did not return")
-	}
+	r := recvWithin(t, opened, 30*time.Second, "Open did not return")
 	if r.q != nil {
 		r.q.Close()
 	}

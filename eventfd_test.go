@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,7 +31,7 @@ func init() {
 
 func epollChild(s side) int {
 	sock := os.NewFile(3, "socket")
-	q, err := receiveInherited()
+	q, err := receiveInherited("")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "receive:", err)
 		return 1
@@ -198,25 +197,11 @@ func TestEventfdShortHint(t *testing.T) {
 	assert.True(t, ready)
 }
 
-func threads(t *testing.T) int {
-	b, err := os.ReadFile("/proc/self/status")
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			require.NoError(t, err)
-			return n
-		}
-	}
-	t.Fatal("no Threads line")
-	return 0
-}
-
 // TestEventfdWaitHoldsNoThread: goroutines in Events.Wait are parked in
 // the netpoller: 50 of them add no OS threads; one message wakes them.
 func TestEventfdWaitHoldsNoThread(t *testing.T) {
 	q := newAnonymous(t, Config{Capacity: 64, SlotSize: 16, Eventfd: true})
-	before := threads(t)
+	before := threadCount(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const waiters = 50
@@ -240,7 +225,7 @@ func TestEventfdWaitHoldsNoThread(t *testing.T) {
 		}()
 	}
 	time.Sleep(200 * time.Millisecond)
-	during := threads(t)
+	during := threadCount(t)
 	assert.LessOrEqual(t, during, before+5, "threads: %d before, %d with %d goroutines waiting", before, during, waiters)
 	for range waiters {
 		require.NoError(t, q.Enqueue(ctx, []byte("x")))
@@ -271,12 +256,8 @@ func TestEventfdWaitHoldsNoThread(t *testing.T) {
 	}()
 	time.Sleep(20 * time.Millisecond)
 	require.NoError(t, q.Close())
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, ErrClosed)
-	case <-time.After(5 * time.Second):
-		t.Fatal("Wait not ended by Close")
-	}
+	err = recvWithin(t, done, 5*time.Second, "Wait not ended by Close")
+	assert.ErrorIs(t, err, ErrClosed)
 }
 
 // TestProcessEventfdEpoll: a child consumes in an epoll loop, woken

@@ -24,45 +24,25 @@ func init() {
 	// Receives a queue on the socket inherited as descriptor 3, then
 	// dequeues MPMC_TEST_COUNT messages "m<i>" in order and enqueues
 	// "done", and prints its participant index.
-	childRoles["receive-echo"] = func(string) int {
-		q, err := receiveInherited()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "receive:", err)
-			return 1
-		}
-		defer q.Close()
-		return echo(q)
-	}
+	childRoles["receive-echo"] = queueRole("receive", receiveInherited, echo)
 	// Joins the queue whose segment is inherited as descriptor 3
 	// (OpenFile), then does what receive-echo does.
-	childRoles["openfile-echo"] = func(string) int {
+	childRoles["openfile-echo"] = queueRole("open file", func(string) (*Queue, error) {
 		f := os.NewFile(3, "queue")
-		q, err := OpenFile(f)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "open file:", err)
-			return 1
-		}
-		f.Close() // the handle has a description of its own
-		defer q.Close()
-		return echo(q)
-	}
+		defer f.Close() // the handle has a description of its own
+		return OpenFile(f)
+	}, echo)
 	// Receives a queue and tries to truncate the segment through its own
 	// description; prints the error.
-	childRoles["receive-truncate"] = func(string) int {
-		q, err := receiveInherited()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "receive:", err)
-			return 1
-		}
-		defer q.Close()
+	childRoles["receive-truncate"] = queueRole("receive", receiveInherited, func(q *Queue) int {
 		fmt.Print(unix.Ftruncate(int(q.seg.f.Fd()), 4096))
 		return 0
-	}
+	})
 }
 
 // receiveInherited receives a queue on the unix socket inherited as
-// descriptor 3.
-func receiveInherited() (*Queue, error) {
+// descriptor 3 (a child role's path is not used).
+func receiveInherited(string) (*Queue, error) {
 	f := os.NewFile(3, "socket")
 	c, err := net.FileConn(f)
 	f.Close()
@@ -162,10 +142,7 @@ func TestAnonymousCreateSealed(t *testing.T) {
 	require.NoError(t, unix.Fstat(fd, &st))
 	assert.Equal(t, uint32(0o600), st.Mode&0o777)
 	require.NoError(t, q.TryEnqueue([]byte("x")))
-	buf := make([]byte, 16)
-	n, err := q.TryDequeue(buf)
-	require.NoError(t, err)
-	assert.Equal(t, "x", string(buf[:n]))
+	assert.Equal(t, "x", tryDequeueString(t, q))
 }
 
 // TestReceiveOwnDescription: the receiver is a participant of its own,
@@ -177,10 +154,7 @@ func TestReceiveOwnDescription(t *testing.T) {
 	assert.NotEqual(t, q.self, r.self)
 	assert.Empty(t, r.Path())
 	require.NoError(t, q.TryEnqueue([]byte("hello")))
-	buf := make([]byte, 16)
-	n, err := r.TryDequeue(buf)
-	require.NoError(t, err)
-	assert.Equal(t, "hello", string(buf[:n]))
+	assert.Equal(t, "hello", tryDequeueString(t, r))
 	alive, err := participantAlive(r.seg.f, q.self)
 	require.NoError(t, err)
 	assert.True(t, alive, "the sender's participant, seen from the receiver's description")
@@ -205,10 +179,7 @@ func TestSendNamedQueue(t *testing.T) {
 	assert.Equal(t, p, r.Path())
 	assert.True(t, r.seg.isAt(p))
 	require.NoError(t, r.TryEnqueue([]byte("named")))
-	buf := make([]byte, 16)
-	n, err := q.TryDequeue(buf)
-	require.NoError(t, err)
-	assert.Equal(t, "named", string(buf[:n]))
+	assert.Equal(t, "named", tryDequeueString(t, q))
 }
 
 func TestSendClosed(t *testing.T) {

@@ -61,6 +61,19 @@ func openTestQueue(t testing.TB, path string) *Queue {
 	return q
 }
 
+// recvWithin returns the next value from ch, failing the test with msg if
+// none comes within d.
+func recvWithin[T any](t testing.TB, ch <-chan T, d time.Duration, msg string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatal(msg)
+		panic("unreachable")
+	}
+}
+
 func TestCreateInvalidConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -363,12 +376,8 @@ func TestShutdownWakesSleepers(t *testing.T) {
 	waitFor(t, func() bool { return q.Stats().ConsumerSleeps > 0 })
 	require.NoError(t, other.Shutdown())
 	for range consumers {
-		select {
-		case err := <-errs:
-			require.ErrorIs(t, err, ErrClosed)
-		case <-time.After(10 * time.Second):
-			t.Fatal("a sleeping Dequeue did not wake on Shutdown")
-		}
+		err := recvWithin(t, errs, 10*time.Second, "a sleeping Dequeue did not wake on Shutdown")
+		require.ErrorIs(t, err, ErrClosed)
 	}
 }
 
@@ -385,12 +394,8 @@ func TestShutdownWakesProducers(t *testing.T) {
 	waitFor(t, func() bool { return q.Stats().ProducerSleeps > 0 })
 	require.NoError(t, other.Shutdown())
 	for range 3 {
-		select {
-		case err := <-errs:
-			require.ErrorIs(t, err, ErrClosed)
-		case <-time.After(10 * time.Second):
-			t.Fatal("a sleeping Enqueue did not wake on Shutdown")
-		}
+		err := recvWithin(t, errs, 10*time.Second, "a sleeping Enqueue did not wake on Shutdown")
+		require.ErrorIs(t, err, ErrClosed)
 	}
 	assert.Equal(t, 2, q.Len())
 }
@@ -455,12 +460,8 @@ func TestBlockingHandOver(t *testing.T) {
 			for i := range uint64(n) {
 				require.NoError(t, q.Enqueue(context.Background(), binary.LittleEndian.AppendUint64(nil, i)))
 			}
-			select {
-			case err := <-done:
-				require.NoError(t, err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("consumer stuck")
-			}
+			err := recvWithin(t, done, 30*time.Second, "consumer stuck")
+			require.NoError(t, err)
 		})
 	}
 }
@@ -512,12 +513,8 @@ func TestCloseWakesBlocked(t *testing.T) {
 	}()
 	require.NoError(t, q.Close())
 	for range 4 {
-		select {
-		case err := <-errs:
-			require.ErrorIs(t, err, ErrClosed)
-		case <-time.After(10 * time.Second):
-			t.Fatal("Close did not wake a blocked Dequeue")
-		}
+		err := recvWithin(t, errs, 10*time.Second, "Close did not wake a blocked Dequeue")
+		require.ErrorIs(t, err, ErrClosed)
 	}
 	select {
 	case err := <-otherDone:
@@ -525,12 +522,8 @@ func TestCloseWakesBlocked(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	require.NoError(t, other.TryEnqueue([]byte("y")))
-	select {
-	case err := <-otherDone:
-		require.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the other handle's Dequeue did not get the message")
-	}
+	err := recvWithin(t, otherDone, 10*time.Second, "the other handle's Dequeue did not get the message")
+	require.NoError(t, err)
 }
 
 func TestCloseDuringTraffic(t *testing.T) {
@@ -942,6 +935,16 @@ func TestCorruptStateIsAnError(t *testing.T) {
 	q.ring.slot(1).seq.Store(seqWord(1000, 0)) // the head's slot
 	_, err = q.TryDequeue(make([]byte, 16))
 	require.ErrorIs(t, err, ErrBadSegment)
+}
+
+// tryDequeueString takes the message at the head, which must be there
+// now, as a string.
+func tryDequeueString(t *testing.T, q *Queue) string {
+	t.Helper()
+	buf := make([]byte, q.SlotSize())
+	n, err := q.TryDequeue(buf)
+	require.NoError(t, err)
+	return string(buf[:n])
 }
 
 func dequeueString(t *testing.T, q *Queue) string {

@@ -32,6 +32,21 @@ const (
 // add (in init functions): runChild runs them by name.
 var childRoles = map[string]func(path string) int{}
 
+// queueRole is a child role that joins a queue with join (given the
+// role's path) and runs body on it, closing the handle when body returns.
+// A failed join is said on stderr after what, with exit status 1.
+func queueRole(what string, join func(path string) (*Queue, error), body func(q *Queue) int) func(path string) int {
+	return func(path string) int {
+		q, err := join(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, what+":", err)
+			return 1
+		}
+		defer q.Close()
+		return body(q)
+	}
+}
+
 // Record format written by consumer children: producer id (uint32) and
 // sequence (uint64), little endian.
 const recordSize = 12
@@ -96,25 +111,15 @@ func runChild(role string) int {
 		q.SetSpin(0)
 		buf := make([]byte, q.SlotSize())
 		n, err := q.Dequeue(ctx, buf)
-		if errors.Is(err, ErrClosed) {
-			fmt.Print("closed")
-			return 0
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "dequeue:", err)
-			return 1
+		if code, ended := sleepEnded(err, "dequeue"); ended {
+			return code
 		}
 		fmt.Printf("got %q", buf[:n])
 	case "sleep-enqueue":
 		q.SetSpin(0)
 		err := q.Enqueue(ctx, []byte("late"))
-		if errors.Is(err, ErrClosed) {
-			fmt.Print("closed")
-			return 0
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "enqueue:", err)
-			return 1
+		if code, ended := sleepEnded(err, "enqueue"); ended {
+			return code
 		}
 		fmt.Print("enqueued")
 	case "enqueue-one":
@@ -136,6 +141,21 @@ func runChild(role string) int {
 		return 1
 	}
 	return 0
+}
+
+// sleepEnded ends a sleep-* role whose call returned err: after Shutdown
+// (ErrClosed) it prints "closed", status 0; on any other error it says so
+// on stderr after op, status 1. ended is false when err is nil.
+func sleepEnded(err error, op string) (code int, ended bool) {
+	if errors.Is(err, ErrClosed) {
+		fmt.Print("closed")
+		return 0, true
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, op+":", err)
+		return 1, true
+	}
+	return 0, false
 }
 
 // createRace tries to Create path, reports whether it won, then joins the
@@ -303,12 +323,21 @@ func sleepingOn(t *testing.T, path string, consumers bool, n int) {
 	})
 }
 
-func TestProcessWakeup(t *testing.T) {
-	q, p := newTestQueue(t, 4, 16)
+// withSleeper creates a queue of four 16-byte slots and starts a child
+// asleep in Dequeue on it (sleep-dequeue). Its children are killed when
+// ctx, a minute, is done or the test ends.
+func withSleeper(t *testing.T) (q *Queue, path string, ctx context.Context, sleeper *child) {
+	t.Helper()
+	q, path = newTestQueue(t, 4, 16)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	sleeper := startChild(t, ctx, "sleep-dequeue", p)
-	sleepingOn(t, p, true, 1)
+	t.Cleanup(cancel)
+	sleeper = startChild(t, ctx, "sleep-dequeue", path)
+	sleepingOn(t, path, true, 1)
+	return q, path, ctx, sleeper
+}
+
+func TestProcessWakeup(t *testing.T) {
+	q, p, ctx, sleeper := withSleeper(t)
 	assert.True(t, sleeper.running())
 	before := q.Stats().ConsumerWakeups
 	startChild(t, ctx, "enqueue-one", p, childIDEnv+"=hello").wait(t, 30*time.Second)

@@ -164,44 +164,61 @@ func TestCrashProducer(t *testing.T) {
 	}
 }
 
-func TestCrashConsumer(t *testing.T) {
+// crashQueue creates a queue of capacity 16-byte slots at a fresh path for
+// a crash test, and closes it when the test ends.
+func crashQueue(t *testing.T, capacity int, redeliver bool) (string, *Queue) {
+	t.Helper()
+	p := segPath(t)
+	q, err := Create(p, Config{Capacity: capacity, SlotSize: 16, Redeliver: redeliver})
+	require.NoError(t, err)
+	t.Cleanup(func() { q.Close() })
+	return p, q
+}
+
+// forConsumerCrashes runs body as a subtest for each Redeliver setting and
+// each point a consumer may crash at, on a fresh queue at p of capacity
+// 16-byte slots.
+func forConsumerCrashes(t *testing.T, capacity int, body func(t *testing.T, p string, q *Queue, redeliver bool, at hookPoint)) {
 	for _, redeliver := range []bool{false, true} {
 		for _, at := range []hookPoint{hookDequeueTaken, hookDequeueCopied} {
 			t.Run(fmt.Sprintf("redeliver=%v/point=%d", redeliver, at), func(t *testing.T) {
-				p := segPath(t)
-				q, err := Create(p, Config{Capacity: 2, SlotSize: 16, Redeliver: redeliver})
-				require.NoError(t, err)
-				defer q.Close()
-				require.NoError(t, q.TryEnqueue([]byte("taken")))
-				require.NoError(t, q.TryEnqueue([]byte("second")))
-				crashChild(t, "crash-dequeue", p, at)
-
-				cons := recoveringHandle(t, p)
-				assert.Equal(t, "second", dequeueString(t, cons))
-				// The dead consumer's slot blocks the producers a lap
-				// later, until it is recovered.
-				q.SetRecoveryTimeout(20 * time.Millisecond)
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				require.NoError(t, q.Enqueue(ctx, []byte("third")))
-				var got []string
-				for range 1 + boolInt(redeliver) {
-					got = append(got, dequeueString(t, cons))
-				}
-				_, err = cons.TryDequeue(make([]byte, 16))
-				require.ErrorIs(t, err, ErrEmpty)
-				st := cons.Stats()
-				assert.Equal(t, uint64(1), st.RecoveredReads)
-				if redeliver {
-					assert.ElementsMatch(t, []string{"taken", "third"}, got)
-					assert.Equal(t, uint64(1), st.Redelivered)
-				} else {
-					assert.Equal(t, []string{"third"}, got)
-					assert.Equal(t, uint64(0), st.Redelivered)
-				}
+				p, q := crashQueue(t, capacity, redeliver)
+				body(t, p, q, redeliver, at)
 			})
 		}
 	}
+}
+
+func TestCrashConsumer(t *testing.T) {
+	forConsumerCrashes(t, 2, func(t *testing.T, p string, q *Queue, redeliver bool, at hookPoint) {
+		require.NoError(t, q.TryEnqueue([]byte("taken")))
+		require.NoError(t, q.TryEnqueue([]byte("second")))
+		crashChild(t, "crash-dequeue", p, at)
+
+		cons := recoveringHandle(t, p)
+		assert.Equal(t, "second", dequeueString(t, cons))
+		// The dead consumer's slot blocks the producers a lap
+		// later, until it is recovered.
+		q.SetRecoveryTimeout(20 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, q.Enqueue(ctx, []byte("third")))
+		var got []string
+		for range 1 + boolInt(redeliver) {
+			got = append(got, dequeueString(t, cons))
+		}
+		_, err := cons.TryDequeue(make([]byte, 16))
+		require.ErrorIs(t, err, ErrEmpty)
+		st := cons.Stats()
+		assert.Equal(t, uint64(1), st.RecoveredReads)
+		if redeliver {
+			assert.ElementsMatch(t, []string{"taken", "third"}, got)
+			assert.Equal(t, uint64(1), st.Redelivered)
+		} else {
+			assert.Equal(t, []string{"third"}, got)
+			assert.Equal(t, uint64(0), st.Redelivered)
+		}
+	})
 }
 
 func boolInt(b bool) int {
@@ -213,10 +230,7 @@ func boolInt(b bool) int {
 
 func TestRedeliverOnlyOnce(t *testing.T) {
 	// A redelivered message whose second consumer dies too is dropped.
-	p := segPath(t)
-	q, err := Create(p, Config{Capacity: 2, SlotSize: 16, Redeliver: true})
-	require.NoError(t, err)
-	defer q.Close()
+	p, q := crashQueue(t, 2, true)
 	q.SetRecoveryTimeout(10 * time.Millisecond)
 	require.NoError(t, q.TryEnqueue([]byte("unlucky")))
 	crashChild(t, "crash-dequeue", p, hookDequeueTaken)
@@ -227,16 +241,12 @@ func TestRedeliverOnlyOnce(t *testing.T) {
 	st := q.Stats()
 	assert.Equal(t, uint64(2), st.RecoveredReads)
 	assert.Equal(t, uint64(1), st.Redelivered, "redelivered at most once")
-	_, err = q.TryDequeue(make([]byte, 16))
+	_, err := q.TryDequeue(make([]byte, 16))
 	require.ErrorIs(t, err, ErrEmpty)
 }
 
 func TestCrashWhileSleeping(t *testing.T) {
-	q, p := newTestQueue(t, 4, 16)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	sleeper := startChild(t, ctx, "sleep-dequeue", p)
-	sleepingOn(t, p, true, 1)
+	q, p, _, sleeper := withSleeper(t)
 	require.NoError(t, sleeper.cmd.Process.Kill())
 	<-sleeper.done
 	sleeper.done <- nil
@@ -594,55 +604,47 @@ func TestCrashBatchConsumer(t *testing.T) {
 	// A consumer killed holding a claim of three messages: producers a lap
 	// later recover each slot, and with Redeliver the messages not copied
 	// out come again (those of its claim, not only the one it was at).
-	for _, redeliver := range []bool{false, true} {
-		for _, at := range []hookPoint{hookDequeueTaken, hookDequeueCopied} {
-			t.Run(fmt.Sprintf("redeliver=%v/point=%d", redeliver, at), func(t *testing.T) {
-				p := segPath(t)
-				q, err := Create(p, Config{Capacity: 4, SlotSize: 16, Redeliver: redeliver})
-				require.NoError(t, err)
-				defer q.Close()
-				q.SetRecoveryTimeout(20 * time.Millisecond)
-				n, err := q.TryEnqueueBatch(strs("t0", "t1", "t2", "kept"))
-				require.NoError(t, err)
-				require.Equal(t, 4, n)
-				crashChild(t, "crash-dequeue-batch", p, at)
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				// A consumer drains concurrently: redelivered messages
-				// need room too.
-				want := 4 + 3*boolInt(redeliver)
-				cons := recoveringHandle(t, p)
-				got := make(chan []string, 1)
-				go func() {
-					var all []string
-					buf := make([]byte, 16)
-					for len(all) < want {
-						n, err := cons.Dequeue(ctx, buf)
-						if !assert.NoError(t, err) {
-							break
-						}
-						all = append(all, string(buf[:n]))
-					}
-					got <- all
-				}()
-				n, err = q.EnqueueBatch(ctx, strs("n0", "n1", "n2"))
-				require.NoError(t, err)
-				require.Equal(t, 3, n)
-				all := <-got
-				_, err = cons.TryDequeue(make([]byte, 16))
-				require.ErrorIs(t, err, ErrEmpty)
-				st := q.Stats()
-				assert.Equal(t, uint64(3), st.RecoveredReads)
-				if redeliver {
-					assert.Equal(t, uint64(3), st.Redelivered)
-					assert.ElementsMatch(t, strings.Fields("kept n0 n1 n2 t0 t1 t2"), all)
-				} else {
-					assert.Equal(t, uint64(0), st.Redelivered)
-					assert.Equal(t, strings.Fields("kept n0 n1 n2"), all)
+	forConsumerCrashes(t, 4, func(t *testing.T, p string, q *Queue, redeliver bool, at hookPoint) {
+		q.SetRecoveryTimeout(20 * time.Millisecond)
+		n, err := q.TryEnqueueBatch(strs("t0", "t1", "t2", "kept"))
+		require.NoError(t, err)
+		require.Equal(t, 4, n)
+		crashChild(t, "crash-dequeue-batch", p, at)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// A consumer drains concurrently: redelivered messages
+		// need room too.
+		want := 4 + 3*boolInt(redeliver)
+		cons := recoveringHandle(t, p)
+		got := make(chan []string, 1)
+		go func() {
+			var all []string
+			buf := make([]byte, 16)
+			for len(all) < want {
+				n, err := cons.Dequeue(ctx, buf)
+				if !assert.NoError(t, err) {
+					break
 				}
-			})
+				all = append(all, string(buf[:n]))
+			}
+			got <- all
+		}()
+		n, err = q.EnqueueBatch(ctx, strs("n0", "n1", "n2"))
+		require.NoError(t, err)
+		require.Equal(t, 3, n)
+		all := <-got
+		_, err = cons.TryDequeue(make([]byte, 16))
+		require.ErrorIs(t, err, ErrEmpty)
+		st := q.Stats()
+		assert.Equal(t, uint64(3), st.RecoveredReads)
+		if redeliver {
+			assert.Equal(t, uint64(3), st.Redelivered)
+			assert.ElementsMatch(t, strings.Fields("kept n0 n1 n2 t0 t1 t2"), all)
+		} else {
+			assert.Equal(t, uint64(0), st.Redelivered)
+			assert.Equal(t, strings.Fields("kept n0 n1 n2"), all)
 		}
-	}
+	})
 }
 
 func TestCrashZeroCopy(t *testing.T) {
@@ -657,10 +659,7 @@ func TestCrashZeroCopy(t *testing.T) {
 		assert.Equal(t, uint64(1), cons.Stats().RecoveredWrites)
 	})
 	t.Run("take", func(t *testing.T) {
-		p := segPath(t)
-		q, err := Create(p, Config{Capacity: 2, SlotSize: 16, Redeliver: true})
-		require.NoError(t, err)
-		defer q.Close()
+		p, q := crashQueue(t, 2, true)
 		q.SetRecoveryTimeout(20 * time.Millisecond)
 		require.NoError(t, q.TryEnqueue([]byte("held")))
 		require.NoError(t, q.TryEnqueue([]byte("x")))
@@ -744,12 +743,7 @@ func TestOpenWhileCleanMovesIt(t *testing.T) {
 	}
 	require.NotNil(t, live)
 	t.Cleanup(func() { live.Close() })
-	var r result
-	select {
-	case r = <-opened:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Open did not return")
-	}
+	r := recvWithin(t, opened, 30*time.Second, "Open did not return")
 	if r.q != nil {
 		t.Cleanup(func() { r.q.Close() })
 	}

@@ -273,9 +273,17 @@ func newRingModel(capacity uint64) *ringModel {
 
 // free is how many consecutive positions from the tail have a free slot.
 func (m *ringModel) free() int {
+	return freeSlots(m.tail, m.capacity, func(pos uint64) posKind { return m.state[pos].kind })
+}
+
+// freeSlots is how many consecutive positions from tail have a free slot,
+// in a ring of capacity slots where position pos is in state kind(pos): a
+// slot is free before its first lap and once the position a lap back is
+// done.
+func freeSlots(tail, capacity uint64, kind func(pos uint64) posKind) int {
 	n := 0
-	for pos := m.tail; pos < m.tail+m.capacity; pos++ {
-		if pos >= m.capacity && m.state[pos-m.capacity].kind != done {
+	for pos := tail; pos < tail+capacity; pos++ {
+		if pos >= capacity && kind(pos-capacity) != done {
 			break
 		}
 		n++
@@ -322,9 +330,15 @@ func (m *ringModel) take(k int) ([]string, error) {
 }
 
 func (m *ringModel) length() int {
+	return queued(m.head, m.tail, func(pos uint64) posKind { return m.state[pos].kind })
+}
+
+// queued is how many of the positions from head up to tail, position pos
+// in state kind(pos), are not skipped: the queue's length.
+func queued(head, tail uint64, kind func(pos uint64) posKind) int {
 	n := 0
-	for pos := m.head; pos < m.tail; pos++ {
-		if m.state[pos].kind != skipped {
+	for pos := head; pos < tail; pos++ {
+		if kind(pos) != skipped {
 			n++
 		}
 	}

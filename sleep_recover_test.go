@@ -88,10 +88,6 @@ func TestSleepingConsumerNoticesDeadProducer(t *testing.T) {
 	default:
 	}
 	require.NoError(t, q.TryEnqueue([]byte("after")))
-	select {
-	case m := <-got:
-		assert.Equal(t, "after", m)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the consumer did not wake for the next message")
-	}
+	m := recvWithin(t, got, 10*time.Second, "the consumer did not wake for the next message")
+	assert.Equal(t, "after", m)
 }

@@ -867,14 +867,7 @@ func (s *stepTest) finish(rt *rapid.T) {
 
 // free is how many consecutive positions from the tail have a free slot.
 func (s *stepTest) free() int {
-	n := 0
-	for p := s.tail; p < s.tail+s.capacity; p++ {
-		if p >= s.capacity && s.pos[p-s.capacity].kind != done {
-			break
-		}
-		n++
-	}
-	return n
+	return freeSlots(s.tail, s.capacity, func(p uint64) posKind { return s.pos[p].kind })
 }
 
 // readable is how many positions a claim of up to max messages takes at
@@ -896,13 +889,7 @@ func (s *stepTest) readable(max int) int {
 }
 
 func (s *stepTest) length() int {
-	n := 0
-	for p := s.head; p < s.tail; p++ {
-		if s.pos[p].kind != skipped {
-			n++
-		}
-	}
-	return n
+	return queued(s.head, s.tail, func(p uint64) posKind { return s.pos[p].kind })
 }
 
 // slotWord is what slot i's sequence word must be: set by the state of the

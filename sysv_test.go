@@ -20,29 +20,21 @@ import (
 func init() {
 	// Opens the System V queue of key MPMC_TEST_PATH, dequeues
 	// MPMC_TEST_COUNT messages "m<i>" and enqueues "done" (echo).
-	childRoles["sysv-echo"] = func(path string) int {
-		key, _ := strconv.ParseInt(path, 0, 64)
-		q, err := OpenSysV(int(key))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "open:", err)
-			return 1
-		}
-		defer q.Close()
-		return echo(q)
-	}
+	childRoles["sysv-echo"] = queueRole("open", openSysVKey, echo)
 	// Opens the System V queue and dies holding its participant.
-	childRoles["sysv-die"] = func(path string) int {
-		key, _ := strconv.ParseInt(path, 0, 64)
-		q, err := OpenSysV(int(key))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "open:", err)
-			return 1
-		}
+	childRoles["sysv-die"] = queueRole("open", openSysVKey, func(q *Queue) int {
 		fmt.Print(q.self)
 		os.Stdout.Sync()
 		os.Exit(0) // no Close
 		return 0
-	}
+	})
+}
+
+// openSysVKey opens the System V queue whose key is path (a child's
+// MPMC_TEST_PATH).
+func openSysVKey(path string) (*Queue, error) {
+	key, _ := strconv.ParseInt(path, 0, 64)
+	return OpenSysV(int(key))
 }
 
 // sysvKey returns a key with no segment, and removes whatever the test

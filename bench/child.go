@@ -102,18 +102,25 @@ type childIO struct {
 	args []byte
 }
 
-// openQueueReady opens the queue at path, then says ready and waits for the
-// start signal; the caller closes the queue.
-func (c *childIO) openQueueReady(path string) (*mpmc.Queue, error) {
-	q, err := mpmc.Open(path)
+// openReady opens what the child works on, then says ready and waits for
+// the start signal; if that fails, it closes what it opened, otherwise the
+// caller does.
+func openReady[T any](c *childIO, open func() (T, error), close func(T)) (T, error) {
+	v, err := open()
 	if err != nil {
-		return nil, err
+		return v, err
 	}
 	if err := c.ready(); err != nil {
-		q.Close()
-		return nil, err
+		close(v)
+		var none T
+		return none, err
 	}
-	return q, nil
+	return v, nil
+}
+
+// openQueueReady is openReady for the queue at path.
+func (c *childIO) openQueueReady(path string) (*mpmc.Queue, error) {
+	return openReady(c, func() (*mpmc.Queue, error) { return mpmc.Open(path) }, func(q *mpmc.Queue) { q.Close() })
 }
 
 // ready tells the parent the child is set up and waits for the start signal.

@@ -205,14 +205,11 @@ var (
 )
 
 func pingServer(c *childIO, a ppArgs) (any, error) {
-	e, err := openPingEnd(a, false)
+	e, err := openReady(c, func() (pingEnd, error) { return openPingEnd(a, false) }, pingEnd.close)
 	if err != nil {
 		return nil, err
 	}
 	defer e.close()
-	if err := c.ready(); err != nil {
-		return nil, err
-	}
 	buf := make([]byte, pingSize)
 	for n := 0; ; n++ {
 		err := e.recv(buf)
@@ -230,14 +227,11 @@ func pingServer(c *childIO, a ppArgs) (any, error) {
 }
 
 func pingClient(c *childIO, a ppArgs) (any, error) {
-	e, err := openPingEnd(a, true)
+	e, err := openReady(c, func() (pingEnd, error) { return openPingEnd(a, true) }, pingEnd.close)
 	if err != nil {
 		return nil, err
 	}
 	defer e.close()
-	if err := c.ready(); err != nil {
-		return nil, err
-	}
 	res, err := timeRoundTrips(a.Warmup, a.Samples, a.Gap, func(msg, buf []byte) error {
 		if err := e.send(msg); err != nil {
 			return fmt.Errorf("send: %w", err)

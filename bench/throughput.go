@@ -148,6 +148,14 @@ type tputSetup struct {
 	mqCap                int
 }
 
+// handFiles gives prod to the producers and cons to the consumers; the
+// parent closes its copies once they are spawned, or at teardown.
+func (st *tputSetup) handFiles(prod, cons *os.File) {
+	st.prodFiles, st.consFiles = []*os.File{prod}, []*os.File{cons}
+	st.afterSpawn = func() { prod.Close(); cons.Close() }
+	st.teardown = st.afterSpawn
+}
+
 func setupTput(tc tputCase) (*tputSetup, error) {
 	st := &tputSetup{afterSpawn: func() {}, afterProducers: func() error { return nil }, teardown: func() {}}
 	switch tc.Mech {
@@ -173,19 +181,13 @@ func setupTput(tc tputCase) (*tputSetup, error) {
 		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 			return nil, err
 		}
-		r, w := os.NewFile(uintptr(p[0]), "pipe-r"), os.NewFile(uintptr(p[1]), "pipe-w")
-		st.prodFiles, st.consFiles = []*os.File{w}, []*os.File{r}
-		st.afterSpawn = func() { r.Close(); w.Close() }
-		st.teardown = st.afterSpawn
+		st.handFiles(os.NewFile(uintptr(p[1]), "pipe-w"), os.NewFile(uintptr(p[0]), "pipe-r"))
 	case mechUnixSock:
 		sv, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return nil, err
 		}
-		a, b := os.NewFile(uintptr(sv[0]), "sock-p"), os.NewFile(uintptr(sv[1]), "sock-c")
-		st.prodFiles, st.consFiles = []*os.File{a}, []*os.File{b}
-		st.afterSpawn = func() { a.Close(); b.Close() }
-		st.teardown = st.afterSpawn
+		st.handFiles(os.NewFile(uintptr(sv[0]), "sock-p"), os.NewFile(uintptr(sv[1]), "sock-c"))
 	case mechMQ:
 		fd, granted, name, err := mqCreate(tc.Size, queueCapacity)
 		if err != nil {

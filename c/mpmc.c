@@ -651,20 +651,29 @@ static int wait_op(mpmc_queue *q, struct op *o, int timeout_ms)
 	return rc;
 }
 
+/* run_op makes one call of the four below: it takes a record for o (its
+ * side and message or buffer set) and tries it once, or waits for it up to
+ * timeout_ms when wait. */
+static int run_op(mpmc_queue *q, struct op *o, bool wait, int timeout_ms)
+{
+	int rc = enter(q);
+	if (rc)
+		return rc;
+	o->k = take_record(q);
+	rc = wait ? wait_op(q, o, timeout_ms) : try_op(q, o);
+	give_record(q, o->k);
+	leave_call(q);
+	return public_rc(rc);
+}
+
 int mpmc_try_enqueue(mpmc_queue *q, const void *msg, size_t len)
 {
 	if (!q || (!msg && len))
 		return MPMC_EINVAL;
 	if (len > q->slot_size)
 		return MPMC_ETOOLARGE;
-	int rc = enter(q);
-	if (rc)
-		return rc;
-	struct op o = { .side = PRODUCERS, .k = take_record(q), .msg = msg, .len = len };
-	rc = try_op(q, &o);
-	give_record(q, o.k);
-	leave_call(q);
-	return public_rc(rc);
+	struct op o = { .side = PRODUCERS, .msg = msg, .len = len };
+	return run_op(q, &o, false, 0);
 }
 
 int mpmc_enqueue(mpmc_queue *q, const void *msg, size_t len, int timeout_ms)
@@ -673,14 +682,8 @@ int mpmc_enqueue(mpmc_queue *q, const void *msg, size_t len, int timeout_ms)
 		return MPMC_EINVAL;
 	if (len > q->slot_size)
 		return MPMC_ETOOLARGE;
-	int rc = enter(q);
-	if (rc)
-		return rc;
-	struct op o = { .side = PRODUCERS, .k = take_record(q), .msg = msg, .len = len };
-	rc = wait_op(q, &o, timeout_ms);
-	give_record(q, o.k);
-	leave_call(q);
-	return public_rc(rc);
+	struct op o = { .side = PRODUCERS, .msg = msg, .len = len };
+	return run_op(q, &o, true, timeout_ms);
 }
 
 int mpmc_try_dequeue(mpmc_queue *q, void *buf, size_t cap, size_t *n)
@@ -688,14 +691,8 @@ int mpmc_try_dequeue(mpmc_queue *q, void *buf, size_t cap, size_t *n)
 	size_t dummy;
 	if (!q || (!buf && cap))
 		return MPMC_EINVAL;
-	int rc = enter(q);
-	if (rc)
-		return rc;
-	struct op o = { .side = CONSUMERS, .k = take_record(q), .buf = buf, .blen = cap, .n = n ? n : &dummy };
-	rc = try_op(q, &o);
-	give_record(q, o.k);
-	leave_call(q);
-	return public_rc(rc);
+	struct op o = { .side = CONSUMERS, .buf = buf, .blen = cap, .n = n ? n : &dummy };
+	return run_op(q, &o, false, 0);
 }
 
 int mpmc_dequeue(mpmc_queue *q, void *buf, size_t cap, size_t *n, int timeout_ms)
@@ -703,14 +700,8 @@ int mpmc_dequeue(mpmc_queue *q, void *buf, size_t cap, size_t *n, int timeout_ms
 	size_t dummy;
 	if (!q || (!buf && cap))
 		return MPMC_EINVAL;
-	int rc = enter(q);
-	if (rc)
-		return rc;
-	struct op o = { .side = CONSUMERS, .k = take_record(q), .buf = buf, .blen = cap, .n = n ? n : &dummy };
-	rc = wait_op(q, &o, timeout_ms);
-	give_record(q, o.k);
-	leave_call(q);
-	return public_rc(rc);
+	struct op o = { .side = CONSUMERS, .buf = buf, .blen = cap, .n = n ? n : &dummy };
+	return run_op(q, &o, true, timeout_ms);
 }
 
 int mpmc_shutdown(mpmc_queue *q)

@@ -107,21 +107,6 @@ func TestChaosTimeout(t *testing.T) {
 	gone(t, path)
 }
 
-func TestChaosBadFlags(t *testing.T) {
-	for _, args := range [][]string{
-		{"chaos", "-duration", "0"},
-		{"chaos", "-kill-every", "1ms"},
-		{"chaos", "-producers", "0"},
-		{"chaos", "-capacity", "3"},
-		{"chaos", "-recovery-timeout", "-1s"},
-		{"chaos", "extra"},
-		{"clean", "-dir", "/nonexistent/dir", "-n"},
-		{"clean", "-dir", "/nonexistent/dir"},
-	} {
-		expect(t, run(t, nil, args...), 2, "ERROR: ")
-	}
-}
-
 // startConsumerOn starts `stress consume` on path and waits until inspect
 // lists it as a participant.
 func startConsumerOn(t *testing.T, path string) *os.Process {

@@ -306,6 +306,14 @@ func TestBadFlags(t *testing.T) {
 		{"frobnicate"},
 		{"produce"},
 		{"create", "-path", "/dev/shm/x", "-perm", "999"},
+		{"chaos", "-duration", "0"},
+		{"chaos", "-kill-every", "1ms"},
+		{"chaos", "-producers", "0"},
+		{"chaos", "-capacity", "3"},
+		{"chaos", "-recovery-timeout", "-1s"},
+		{"chaos", "extra"},
+		{"clean", "-dir", "/nonexistent/dir", "-n"},
+		{"clean", "-dir", "/nonexistent/dir"},
 	} {
 		expect(t, run(t, nil, args...), 2, "ERROR: ")
 	}
