@@ -125,6 +125,25 @@ func In(ctx context.Context, nc *nats.Conn, cfg InConfig, c *InCounters) error {
 	if err != nil {
 		return fmt.Errorf("bridge: consumer %q of stream %q: %w", cfg.Durable, cfg.Stream, err)
 	}
+	// Shutdown of the queue stops In even while it waits for messages.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if q.Stats().Shutdown {
+					log("queue %s is shut down", cfg.Queue)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 	r := &inRun{cfg: cfg, q: q, c: c, log: log, hdr: hdr}
 	bo := newBackoff()
 	for ctx.Err() == nil {

@@ -159,7 +159,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail("%v (%s)", err, counts)
 	}
 	if n := c.TooLarge.Load(); n > 0 {
-		return fail("%s, %d too large for the queue (terminated, left in stream %s at sequences %v)", counts, n, *stream, c.TooLargeSeqs())
+		fmt.Fprintf(stdout, "FAIL: bridge in, %s, %d too large for the queue (terminated, left in stream %s at sequences %v)\n", counts, n, *stream, c.TooLargeSeqs())
+		return ExitFail
 	}
 	fmt.Fprintf(stdout, "OK: bridge in, %s\n", counts)
 	return ExitOK
