@@ -11,7 +11,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -20,7 +19,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,8 +32,8 @@ import (
 
 const (
 	roleEnv   = "MPMC_BRIDGE_TEST_ROLE"
-	msgSize   = 64                      // bytes of a test message
-	childWait = 3 * time.Minute         // longest a child may run after it was asked to stop
+	msgSize   = 64              // bytes of a test message
+	childWait = 3 * time.Minute // longest a child may run after it was asked to stop
 )
 
 func TestMain(m *testing.M) {
@@ -381,12 +379,12 @@ func segment(t *testing.T, name string, cfg mpmc.Config) (string, *mpmc.Queue) {
 	return path, q
 }
 
-// messages is the size of the two-host runs: MPMC_BRIDGE_MESSAGES, or def.
-func messages(t *testing.T, def int) int {
-	if s := os.Getenv("MPMC_BRIDGE_MESSAGES"); s != "" {
+// messages is the size of a run: the environment variable env, or def.
+func messages(t *testing.T, env string, def int) int {
+	if s := os.Getenv(env); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			t.Fatalf("MPMC_BRIDGE_MESSAGES=%q", s)
+			t.Fatalf("%s=%q", env, s)
 		}
 		return n
 	}
@@ -476,8 +474,15 @@ func counts(verdict string) map[string]uint64 {
 // bridge in from it to queue B, consumers on B. With nothing killed, every
 // message arrives exactly once, each producer's in order at each consumer,
 // the stream holds each once, and the bridges' counters say so.
+//
+// One million messages (about 90 s on a 2-core VM); under the race
+// detector 100,000. MPMC_BRIDGE_MESSAGES sets another number.
 func TestTwoHostsExactlyOnce(t *testing.T) {
-	total := messages(t, 100_000)
+	def := 1_000_000
+	if raceEnabled {
+		def = 100_000
+	}
+	total := messages(t, "MPMC_BRIDGE_MESSAGES", def)
 	const producers = 4
 	per := total / producers
 	total = per * producers
@@ -541,8 +546,12 @@ func TestTwoHostsExactlyOnce(t *testing.T) {
 // message reaches B more than once only with the same stream sequence,
 // redelivered by JetStream after an in-bridge stopped between Enqueue and
 // Ack, and no more often than the kills and restarts allow.
+//
+// 50,000 messages (MPMC_BRIDGE_KILL_MESSAGES sets another number); at least
+// 3 kills of each bridge and 1 server restart, more while the producers
+// run.
 func TestKillsAndServerRestart(t *testing.T) {
-	total := messages(t, 100_000) / 2
+	total := messages(t, "MPMC_BRIDGE_KILL_MESSAGES", 50_000)
 	const producers = 4
 	per := total / producers
 	total = per * producers
@@ -569,12 +578,6 @@ func TestKillsAndServerRestart(t *testing.T) {
 		}
 		return true
 	}
-	var verdicts []string
-	keep := func(c *child) {
-		if _, v := c.wait(t, time.Minute); v != "" {
-			verdicts = append(verdicts, v)
-		}
-	}
 	for i := 0; !prodsDone() || outKills < 3 || inKills < 3 || restarts < 1; i++ {
 		if i > 200 {
 			t.Fatal("chaos did not end after 200 rounds")
@@ -583,12 +586,10 @@ func TestKillsAndServerRestart(t *testing.T) {
 		switch x := rng.IntN(10); {
 		case x < 4:
 			out.kill(t)
-			keep(out)
 			outKills++
 			out = h.out(t)
 		case x < 8:
 			in.kill(t)
-			keep(in)
 			inKills++
 			in = h.in(t)
 		case restarts < 2:
@@ -600,7 +601,7 @@ func TestKillsAndServerRestart(t *testing.T) {
 		p.expect(t, 0, "OK: produced ")
 	}
 	outV, inV, got := h.finish(t, out, in)
-	t.Logf("%d out kills, %d in kills, %d server restarts\nlast out: %s\nlast in: %s\nearlier: %q", outKills, inKills, restarts, outV, inV, verdicts)
+	t.Logf("%d out kills, %d in kills, %d server restarts\nlast out: %s\nlast in: %s", outKills, inKills, restarts, outV, inV)
 
 	stats := h.qa.Stats()
 	explained := stats.RecoveredReads - stats.Redelivered
@@ -762,6 +763,3 @@ func TestTooLarge(t *testing.T) {
 	qb.Shutdown()
 	in.expect(t, 0, "OK: bridge in, 1 forwarded, 0 redelivered by JetStream")
 }
-
-var _ = io.Discard
-var _ sync.Mutex
