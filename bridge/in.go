@@ -172,8 +172,10 @@ func In(ctx context.Context, nc *nats.Conn, cfg InConfig, c *InCounters) error {
 	}
 	// The acknowledgements are sent without waiting for replies: get them
 	// to the server before the connection goes.
-	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		log("flush of acknowledgements: %v", err)
+	if !nc.IsConnected() {
+		log("not connected: the last acknowledgements may be lost (JetStream then delivers those messages again)")
+	} else if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		log("flush of acknowledgements: %v (JetStream may deliver those messages again)", err)
 	}
 	return nil
 }
