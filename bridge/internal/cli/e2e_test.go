@@ -763,3 +763,40 @@ func TestTooLarge(t *testing.T) {
 	qb.Shutdown()
 	in.expect(t, 0, "OK: bridge in, 1 forwarded, 0 redelivered by JetStream")
 }
+
+// TestStopOnSignal: SIGTERM and SIGINT stop idle bridges cleanly, with an
+// OK verdict and exit 0, and leave the queues as they were.
+func TestStopOnSignal(t *testing.T) {
+	e := newNATS(t)
+	e.stream(stream, subject)
+	pathA, _ := segment(t, "a", mpmc.Config{Capacity: 64, SlotSize: msgSize, Redeliver: true})
+	pathB, qb := segment(t, "b", mpmc.Config{Capacity: 64, SlotSize: msgSize})
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		out := start(t, "bridge out", "bridge", "-dir", "out", "-queue", pathA, "-url", e.url(), "-subject", subject, "-stream", stream)
+		in := start(t, "bridge in", "bridge", "-dir", "in", "-queue", pathB, "-url", e.url(), "-stream", stream, "-durable", durable)
+		// Until the in-bridge made its consumer, and a message went through.
+		until(t, time.Minute, "consumer created", func() (bool, error) { return e.drained(stream, durable) })
+		qa, err := mpmc.Open(pathA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := qa.TryEnqueue([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		qa.Close()
+		buf := make([]byte, msgSize)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		n, err := qb.Dequeue(ctx, buf)
+		cancel()
+		if err != nil || string(buf[:n]) != "hello" {
+			t.Fatalf("through the bridges: %q (%v), want hello", buf[:max(n, 0)], err)
+		}
+		out.cmd.Process.Signal(sig)
+		in.cmd.Process.Signal(sig)
+		out.expect(t, 0, "OK: bridge out, 1 forwarded, 0 re-sent, 0 duplicates dropped")
+		in.expect(t, 0, "OK: bridge in, 1 forwarded, 0 redelivered by JetStream")
+	}
+	if qb.Len() != 0 {
+		t.Fatalf("queue B holds %d messages", qb.Len())
+	}
+}
