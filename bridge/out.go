@@ -71,6 +71,8 @@ type pub struct {
 	msg *nats.Msg
 	fut jetstream.PubAckFuture // nil: to be (re)sent
 	n   int                    // sends so far
+	// again: the queue redelivered it (mpmc.Taken.Redelivered)
+	again bool
 }
 
 // Out consumes the queue at cfg.Queue and publishes every message to
@@ -162,6 +164,7 @@ type outRun struct {
 	bo      backoff
 	created time.Time
 	win     []*pub
+	again   int // redelivered messages in win
 }
 
 // handle returns a handle with a hold to spare.
@@ -188,7 +191,11 @@ func (o *outRun) run(ctx context.Context) error {
 	}
 	for {
 		// Fill the window with what is there now.
-		for !stopping && !closed && len(o.win) < o.cfg.Window {
+		// A message the queue redelivered is never redelivered again: while
+		// one is in flight, take no more, so that a bridge killed then (say,
+		// during an outage) has at most one such message dropped by the
+		// queue's recovery rather than a window of them.
+		for !stopping && !closed && len(o.win) < o.cfg.Window && o.again == 0 {
 			h := o.handle()
 			t, err := o.qs[h].TryTake()
 			if errors.Is(err, mpmc.ErrEmpty) {
@@ -273,6 +280,9 @@ func (o *outRun) acked(ack *jetstream.PubAck) error {
 		return fmt.Errorf("bridge: release after ack: %w", err)
 	}
 	o.held[p.h]--
+	if p.again {
+		o.again--
+	}
 	o.win[0] = nil
 	o.win = o.win[1:]
 	o.c.Forwarded.Add(1)
@@ -285,6 +295,7 @@ func (o *outRun) add(h int, t mpmc.Taken) {
 	o.held[h]++
 	if t.Redelivered() {
 		o.c.Redelivered.Add(1)
+		o.again++
 	}
 	b := t.Bytes()
 	m := &nats.Msg{
@@ -294,7 +305,7 @@ func (o *outRun) add(h int, t mpmc.Taken) {
 	}
 	m.Header.Set(jetstream.MsgIDHeader, MsgID(o.cfg.IDPrefix, o.created, t.ID()))
 	m.Header.Set(jetstream.ExpectedStreamHeader, o.cfg.Stream)
-	p := &pub{t: t, h: h, msg: m}
+	p := &pub{t: t, h: h, msg: m, again: t.Redelivered()}
 	o.win = append(o.win, p)
 	o.send(p)
 }
