@@ -22,7 +22,9 @@
 //     unless queue A itself drops it in recovery (see mpmc.Config.Redeliver:
 //     a message is redelivered once, and only if room is found within 10ms;
 //     such drops show in A's Stats as RecoveredReads - Redelivered and are
-//     reported by Out).
+//     reported by Out). Out holds at most one message that was redelivered
+//     before; shut A down only while an Out runs on it, since recovery
+//     after Shutdown drops what a killed bridge held.
 //   - The stream holds each message once: re-sends by Out carry the same
 //     message ID and are dropped by JetStream within the stream's duplicate
 //     window (Duplicates in the PubAck, counted). A re-send after the window
