@@ -14,6 +14,7 @@ test: vet
 	$(MAKE) stress-test
 	$(MAKE) bench-test
 	$(MAKE) interop
+	$(MAKE) bridge-test
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -82,3 +83,22 @@ interop:
 	$(GO) vet -tags interop ./interop/
 	$(GO) test -race -tags interop -count=1 -v ./interop/
 	EVENTLOOP_REQUIRE_C=1 $(GO) test -count=1 -run '^TestEventloop$$' ./examples/eventloop/
+# The NATS JetStream bridge (bridge/, its own module): vet, its tests under
+# the race detector (real processes, an embedded server on 127.0.0.1; the
+# two-host run with 100,000 messages, the kills and server restarts, bad
+# input), then the two-host run with one million messages without it
+# (about 90 s on a 2-core VM).
+.PHONY: bridge-test
+bridge-test:
+	@cd bridge && test -z "$$(gofmt -l .)" || { echo "gofmt needed in bridge/:"; gofmt -l .; exit 1; }
+	cd bridge && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 20m ./...
+	cd bridge && $(GO) test -count=1 -timeout 20m -run '^TestTwoHostsExactlyOnce$$' ./internal/cli/
+
+# Messages per second through queue A -> out -> JetStream -> in -> queue B,
+# next to the same producers publishing to JetStream directly (an embedded
+# server in a temporary directory); medians of BRIDGE_REPS runs.
+BRIDGE_MESSAGES ?= 200000
+BRIDGE_REPS ?= 3
+.PHONY: bridge-bench
+bridge-bench:
+	cd bridge && $(GO) build -o bin/mpmc-bridge ./cmd/mpmc-bridge && ./bin/mpmc-bridge -bench -messages $(BRIDGE_MESSAGES) -reps $(BRIDGE_REPS)
