@@ -137,7 +137,15 @@ func (w *waitSide) block(ctx context.Context, try func(look attempt) error) erro
 		if i < 16 {
 			continue
 		}
-		runtime.Gosched()
+		if i%256 == 0 {
+			// Now and then let any thread of any process run here: on
+			// an oversubscribed machine the peer we wait for may be
+			// waiting for this very processor. runtime.Gosched yields
+			// only to this process's goroutines.
+			yieldProcessor()
+		} else {
+			runtime.Gosched()
+		}
 		if i%16 != 0 {
 			continue
 		}
@@ -269,11 +277,12 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 	}
 }
 
-// yieldProcessor lets another thread of any process run on this processor:
-// a claimant that woke us right after its claim was most likely preempted
-// by our waking, here on this very processor, before it could publish, and
-// runtime.Gosched yields only to goroutines of this process. Used only after
-// a wake-up, never on the common path.
+// yieldProcessor lets another thread of any process run on this processor
+// (runtime.Gosched yields only to goroutines of this process): after a
+// wake-up, the claimant that woke us right after its claim was most likely
+// preempted by our waking, here, before it could publish; and while spinning
+// (every 256th retry), the peer we wait for may need this processor. Never
+// on the path of a call that succeeds at once.
 func yieldProcessor() {
 	unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 }
