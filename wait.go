@@ -137,7 +137,7 @@ func (w *waitSide) block(ctx context.Context, try func(look attempt) error) erro
 		if i < 16 {
 			continue
 		}
-		if i%256 == 0 {
+		if i%4096 == 0 {
 			// Now and then let any thread of any process run here: on
 			// an oversubscribed machine the peer we wait for may be
 			// waiting for this very processor. runtime.Gosched yields
@@ -218,8 +218,8 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 			// right after its claim): it most likely is publishing now.
 			// Look again before announcing, which would leave the bit
 			// for nothing if this very claim let us go on.
-			for range 32 {
-				yieldProcessor()
+			for i := range 64 {
+				settle(i)
 				if err := try(quickly); err != errRetry {
 					return err
 				}
@@ -250,8 +250,8 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 			timeout := time.Duration(w.q.recoveryTimeout.Load())
 			if short == 0 {
 				short, shortSince = shortSliceMin, time.Now()
-				for range 32 { // it is most likely being published now
-					yieldProcessor()
+				for i := range 64 { // it is most likely being published now
+					settle(i)
 					if err := try(quickly); err != errRetry {
 						return err
 					}
@@ -281,10 +281,22 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 // (runtime.Gosched yields only to goroutines of this process): after a
 // wake-up, the claimant that woke us right after its claim was most likely
 // preempted by our waking, here, before it could publish; and while spinning
-// (every 256th retry), the peer we wait for may need this processor. Never
+// (every 4096th retry), the peer we wait for may need this processor. Never
 // on the path of a call that succeeds at once.
 func yieldProcessor() {
 	unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+}
+
+// settle is step i of the wait for a claim that is being finished: mostly
+// a yield to this process's goroutines, which costs no system call (the
+// claimant usually runs on another processor), and every 16th step a yield
+// of the processor, for a claimant preempted here.
+func settle(i int) {
+	if i%16 == 15 {
+		yieldProcessor()
+		return
+	}
+	runtime.Gosched()
 }
 
 // leave ends a sleeper's turn: it withdraws the handle's bit from the
