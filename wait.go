@@ -65,6 +65,9 @@ const (
 	// stallSliceMax.
 	shortSliceMin = 50 * time.Microsecond
 	shortSliceMax = 2 * time.Millisecond
+	// settleMax bounds how long a woken sleeper spins for the claim that
+	// woke it to be finished before it sleeps in short slices.
+	settleMax = 200 * time.Microsecond
 
 	// DefaultSpin is how long a blocked Enqueue or Dequeue retries before it
 	// goes to sleep, unless SetSpin says otherwise.
@@ -218,11 +221,8 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 			// right after its claim): it most likely is publishing now.
 			// Look again before announcing, which would leave the bit
 			// for nothing if this very claim let us go on.
-			for i := range 64 {
-				settle(i)
-				if err := try(quickly); err != errRetry {
-					return err
-				}
+			if err := w.settle(try); err != errRetry {
+				return err
 			}
 		}
 		// Sample the futex word, announce, retry: see the top of this
@@ -250,11 +250,8 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 			timeout := time.Duration(w.q.recoveryTimeout.Load())
 			if short == 0 {
 				short, shortSince = shortSliceMin, time.Now()
-				for i := range 64 { // it is most likely being published now
-					settle(i)
-					if err := try(quickly); err != errRetry {
-						return err
-					}
+				if err := w.settle(try); err != errRetry { // it is most likely being published now
+					return err
 				}
 			} else if time.Since(shortSince) < timeout {
 				short = min(2*short, shortSliceMax)
@@ -287,16 +284,30 @@ func yieldProcessor() {
 	unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 }
 
-// settle is step i of the wait for a claim that is being finished: mostly
-// a yield to this process's goroutines, which costs no system call (the
-// claimant usually runs on another processor), and every 16th step a yield
-// of the processor, for a claimant preempted here.
-func settle(i int) {
-	if i%16 == 15 {
-		yieldProcessor()
-		return
+// settle waits, for up to settleMax, for a claim in the way that is being
+// finished (a claimant wakes the other side right after its claim, before
+// it copies), retrying: mostly yielding to this process's goroutines, which
+// costs no system call (the claimant usually runs on another processor),
+// and every 16th step yielding the processor, for a claimant preempted here
+// by our waking. A futex slice instead would sleep past the publish, as
+// nobody wakes us for it.
+func (w *waitSide) settle(try func(attempt) error) error {
+	var start time.Time
+	for i := 1; ; i++ {
+		if i%16 == 0 {
+			yieldProcessor()
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > settleMax {
+				return errRetry
+			}
+		} else {
+			runtime.Gosched()
+		}
+		if err := try(quickly); err != errRetry {
+			return err
+		}
 	}
-	runtime.Gosched()
 }
 
 // leave ends a sleeper's turn: it withdraws the handle's bit from the
