@@ -124,7 +124,7 @@ bit  finished;                   /* ghost: every process has ended */
 #endif
 /* without Shutdown the flag is always 0: its loads are left out */
 #ifdef SHUTDOWN
-#define LOADSHUT(v) d_step { v = shutdown }
+#define LOADSHUT(v) atomic { v = shutdown }
 #else
 #define LOADSHUT(v) v = 0
 #endif

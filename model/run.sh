@@ -27,12 +27,14 @@ configs() {
 cat <<'EOF'
 wrap-1p1c-3laps|-DM=6 -DONEPROD -DONECONS -DMAXCRASH=0|safety
 wrap-shut-1p1c-3laps|-DM=6 -DONEPROD -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=0|safety
-wake-crash-2p1c|-DM=1 -DONECONS -DMAXCRASH=1 -DJOIN|safety
-wake-crash-1p2c|-DM=1 -DONEPROD -DMAXCRASH=1 -DJOIN|safety
-shutdown-2p1c|-DM=1 -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1|safety
-shutdown-1p2c|-DM=1 -DONEPROD -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1|safety
-batch-1p2c|-DM=2 -DONEPROD -DBATCH -DMAXCRASH=1|safety
-redeliver-1p2c|-DM=1 -DONEPROD -DREDELIVER -DMAXCRASH=1 -DJOIN|safety
+wake-crash-join-2p1c|-DM=1 -DONECONS -DMAXCRASH=1 -DJOIN|safety
+wake-crash-1p2c|-DM=1 -DONEPROD -DMAXCRASH=1|safety
+shutdown-crash-2p1c|-DM=1 -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1|safety
+shutdown-crash-1p2c|-DM=1 -DONEPROD -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1|safety
+batch-crash-1p2c|-DM=2 -DONEPROD -DBATCH -DMAXCRASH=1|safety
+redeliver-crash-1p2c|-DM=1 -DONEPROD -DREDELIVER -DMAXCRASH=1 -DJOIN|safety
+live-wake-crash-2p1c|-DM=1 -DONECONS -DMAXCRASH=1 -DLIVE|live
+live-shutdown-crash-1p1c|-DM=2 -DONEPROD -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1 -DJOIN -DLIVE|live
 EOF
 }
 
@@ -40,7 +42,8 @@ EOF
 mutants() {
 cat <<'EOF'
 m1-E1-after-E2|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_E1_AFTER_E2|safety|record written after the claim CAS
-m2-S1-after-retry|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_S1_AFTER_RETRY -DMUT_NO_CLAIMBEFORE|safety|announce after the re-check (and no claimBefore)
+m2-S1-after-retry|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_S1_AFTER_RETRY -DMUT_NO_CLAIMBEFORE|safety|announce after the re-check, claimBefore not consulted
+m2b-no-claimbefore|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_NO_CLAIMBEFORE|safety|sleeper ignores a claim made before its announcement
 m3-no-wake|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_NO_WAKE|safety|claimant does not wake on the asleep bit
 m4-no-livecheck|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_NO_LIVECHECK|safety|recovery without the liveness check
 m5-shutdown-after|-DM=1 -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=0 -DMUT_SHUT_AFTER|safety|consumer reads the shutdown flag after looking
