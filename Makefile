@@ -13,6 +13,7 @@ test: vet
 	$(MAKE) fuzz-smoke
 	$(MAKE) stress-test
 	$(MAKE) bench-test
+	$(MAKE) model
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -65,3 +66,16 @@ stress-test:
 .PHONY: chaos
 chaos:
 	cd stress && $(GO) build -o bin/stress . && ./bin/stress chaos -duration 60s -kill-every 500ms
+
+# The SPIN model of the protocol (model/mpmc.pml, model/README.md): every
+# configuration, exhaustively, safety and liveness; installs spin if missing.
+.PHONY: model model-mutants spin
+spin:
+	@command -v spin >/dev/null || { apt-get update && apt-get install -y spin; }
+
+model: spin
+	model/run.sh
+
+# Variants of the model with a known bug: each must be rejected.
+model-mutants: spin
+	model/run.sh mutants
