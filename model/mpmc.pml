@@ -83,7 +83,8 @@ byte seq[CAP];               /* slot.seq */
 byte pay[CAP];               /* slot payload (the message id) */
 bit  payR[CAP];              /* slot.flags & flagRedelivered */
 bit  shutdown;               /* the shutdown flag */
-byte rec[NPROC];             /* one claim record per participant entry */
+byte rec[NPROC + 1];         /* a claim record per participant entry; rec[NPROC]: a second
+                              * record of entry deadIdx, the pooled one the joiner takes */
 
 /* ---------------- the kernel ---------------- */
 bit  alive[NPROC];           /* the participant's F_OFD lock is held */
@@ -105,6 +106,8 @@ bit  lostok[NMSG + 1];       /* ghost: a consumer that took it died first */
 byte prodCl[CAP];            /* ghost: 1 + process holding a producer claim of the slot */
 byte consCl[CAP];            /* ghost: 1 + process holding a consumer claim of the slot */
 byte lastSeen[4];            /* ghost: consumer c's last sequence of producer i: [2*(c-2)+i] */
+byte nended;                 /* processes ended (crashed or done) */
+byte nstarted;
 bit  finished;                   /* ghost: every process has ended */
 
 /* every acknowledged message is delivered or accounted for by a crash */
@@ -164,7 +167,8 @@ inline heldLive(s, p) {
 	live = 0; j = 0;
 	do
 	:: j < NPROC ->
-		d_step { cov = COVERS(rec[j], s, p) }  /* heldLive: record(i,k).Load() */
+		/* heldLive: record(i,k).Load() for each record of entry j */
+		d_step { cov = COVERS(rec[j], s, p) || (j == deadIdx && COVERS(rec[NPROC], s, p)) }
 		if
 		:: cov && j == self -> live = 1; break
 		:: cov && j != self ->
@@ -214,7 +218,7 @@ inline recoverClaim(cs, cp, cw) {
 		if :: rok -> kick(PROD) :: else -> skip fi   /* recoverClaim: kick(producers) */
 	:: else ->
 		/* redelivery: take the claim over as our own, attributably */
-		W(rec[self] = REC(CONS, cp, 1));          /* recoverClaim: storeRelease(rec, recordFor(consumers, pos, 1)) */
+		W(rec[myrec] = REC(CONS, cp, 1));          /* recoverClaim: storeRelease(rec, recordFor(consumers, pos, 1)) */
 		/* R3: CAS on slot seq: p+1 -> p+1|takeover */
 		W(if
 		  :: seq[SLOT(cp)] == cw ->
@@ -224,12 +228,12 @@ inline recoverClaim(cs, cp, cw) {
 		  :: else -> skip
 		  fi);
 		if
-		:: !rok -> W(rec[self] = 0)               /* recoverClaim: storeRelease(rec, recInUse) */
+		:: !rok -> W(rec[myrec] = 0)               /* recoverClaim: storeRelease(rec, recInUse) */
 		:: rok ->
 			/* copy out (unless redelivered once already), then R2 by store */
 			d_step { if :: !payR[SLOT(cp)] -> rmsg = pay[SLOT(cp)] :: else -> rmsg = 0 fi }
 			W(seq[SLOT(cp)] = SW(cp + CAP, 0); consCl[SLOT(cp)] = 0);  /* R2 by the claim's new owner */
-			W(rec[self] = 0);                     /* recoverClaim: storeRelease(rec, recInUse) */
+			W(rec[myrec] = 0);                     /* recoverClaim: storeRelease(rec, recInUse) */
 			kick(PROD)
 		fi
 	fi;
@@ -330,7 +334,7 @@ inline claimWrite(nwant) {
 		:: res == R_FULL -> break
 		:: else ->
 #ifndef MUT_E1_AFTER_E2
-			W(rec[self] = REC(PROD, cpos, cm));      /* E1: claimWrite storeRelease(rec, recordFor) */
+			W(rec[myrec] = REC(PROD, cpos, cm));      /* E1: claimWrite storeRelease(rec, recordFor) */
 #endif
 			/* E2: claimWrite/enqueue1 CAS on enqueuePos (clears the asleep bit) */
 			W(if
@@ -349,7 +353,7 @@ inline claimWrite(nwant) {
 			if
 			:: ok ->
 #ifdef MUT_E1_AFTER_E2
-				W(rec[self] = REC(PROD, cpos, cm));  /* MUTANT: E1 after E2 */
+				W(rec[myrec] = REC(PROD, cpos, cm));  /* MUTANT: E1 after E2 */
 #endif
 #ifndef MUT_NO_WAKE
 				if :: wa -> kick(CONS) :: else -> skip fi;  /* E3: kick(consumers) if E2 saw the bit */
@@ -366,7 +370,7 @@ inline claimWrite(nwant) {
 					:: else -> break
 					od;
 					i = 0;
-					W(rec[self] = 0);                 /* E4: storeRelease(rec, recInUse) */
+					W(rec[myrec] = 0);                 /* E4: storeRelease(rec, recInUse) */
 					res = R_CLOSED; cm = 0
 				:: else -> skip
 				fi;
@@ -399,7 +403,7 @@ inline ringEnqueue(nwant, base, rflag) {
 		/* E7: enqueue storeRelease(rec, recInUse); the messages are
 		 * acknowledged here (what follows until the call returns touches
 		 * no shared word: a crash there is a crash after the return) */
-		W(rec[self] = 0;
+		W(rec[myrec] = 0;
 		  if :: !rflag -> i = 0; do :: i < cm -> acked[base + i] = 1; i++ :: else -> break od :: else -> skip fi);
 		i = 0
 	:: else -> skip
@@ -456,7 +460,7 @@ inline claimRead(maxk, maxs) {
 		if
 		:: res != R_OK -> break
 		:: else ->
-			W(rec[self] = REC(CONS, cpos, cm));          /* D1: storeRelease(rec, recordFor) */
+			W(rec[myrec] = REC(CONS, cpos, cm));          /* D1: storeRelease(rec, recordFor) */
 			/* D2: claimRead/dequeue1 CAS on dequeuePos (clears the asleep bit) */
 			W(if
 			  :: deqPos == w && deqA == wa ->
@@ -552,7 +556,7 @@ inline ringDequeue(maxk, maxs) {
 		i = 0; cpos = 0; cm = 0;
 		/* D6: storeRelease(rec, recInUse); the messages are delivered
 		 * here (nothing shared is touched until the call returns) */
-		W(rec[self] = 0;
+		W(rec[myrec] = 0;
 		  if :: nk > 0 -> DELIVER :: else -> skip fi);
 		if
 		:: nk > 0 -> res = R_OK; break
@@ -568,7 +572,8 @@ inline futexWait(shortS) {
 	d_step { if :: stale[me] -> skip :: else -> inwait[me] = 1 fi }  /* FUTEX_WAIT(v): EAGAIN if the word moved */
 	if
 	:: !inwait[me] -> skip                            /* woken, or the word differed */
-	:: inwait[me] && (shortS || IDLE_TIMEOUTS || crashes > 0) -> inwait[me] = 0   /* the slice timed out */
+	:: inwait[me] && (shortS || IDLE_TIMEOUTS || crashes > 0) && !(CTXCANCEL && ALLDONE) ->
+		inwait[me] = 0                            /* the slice timed out */
 	:: CTXCANCEL && ALLDONE -> inwait[me] = 0; res = R_CANCEL      /* ctx done (AfterFunc kicks) */
 	fi
 }
@@ -657,7 +662,7 @@ inline futexWait(shortS) {
 	if :: res == R_FULL -> res = R_RETRY :: else -> skip fi
 
 proctype Producer(byte me; bit batch; bit crashable) {
-	byte self = me;
+	byte self = me, myrec = me;
 	byte next = 1, ncall, ndone, rem, i, j, w, cpos, cm, tries, rmsg, other;
 	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok;
 	byte hp, hw, hs;
@@ -682,7 +687,7 @@ proctype Producer(byte me; bit batch; bit crashable) {
 crash:
 	atomic { crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0; pdone[me] = 1 }
 end:
-	skip
+	nended++                                      /* this process has ended */
 }
 #undef TRY
 
@@ -721,7 +726,7 @@ end:
 	if :: res == R_FULL -> res = R_RETRY :: else -> skip fi
 
 proctype Consumer(byte me; byte maxk; byte maxs; bit crashable) {
-	byte self = me;
+	byte self = me, myrec = me;
 	byte i, j, w, cpos, cm, ck, c, nk, h0, h1, tries, rmsg, other;
 	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok;
 	byte hp, hw, hs;
@@ -747,7 +752,7 @@ crash:
 		if :: h1 != 0 -> lostok[h1 % 64] = 1 :: else -> skip fi
 	}
 end:
-	skip
+	nended++                                      /* this process has ended */
 }
 #undef TRY
 
@@ -761,6 +766,7 @@ end:
 proctype Admin() {
 	byte me = ADMIN;
 	byte self = ADMIN;
+	byte myrec = NPROC;                               /* after join: the record it takes (takeRecord) */
 	bit crashable = 0;
 	byte i, j, w, cpos, cm, tries, rmsg, p, e, d, c, a0, a1, other;
 	bit wa, ok, sh, live, cov, rok, didShut, didJoin;
@@ -782,7 +788,7 @@ proctype Admin() {
 		self = deadIdx;
 		W(alive[self] = 1);                           /* join: lockParticipant (the kernel lock) */
 #ifndef MUT_JOIN_NOCLEAR
-		W(rec[self] = 0);                             /* join: record(i,k).Store(0) */
+		W(rec[self] = 0; rec[NPROC] = 0);              /* join: record(i,k).Store(0), every record of the entry */
 #endif
 		/* ring.go recoverAll (from Open): the lap before the head, then
 		 * the claimed positions between the head and the tail */
@@ -821,13 +827,13 @@ proctype Admin() {
 		if :: a0 != 0 -> enqueueAgain(a0) :: else -> skip fi;
 		if :: a1 != 0 -> enqueueAgain(a1) :: else -> skip fi;
 		a0 = 0; a1 = 0;
-		W(rec[self] = 0)                              /* recoverAll: rec.Store(0) */
+		W(rec[myrec] = 0)                              /* recoverAll: rec.Store(0) */
 		/* the new participant stays (alive, idle) */
 #endif
 	:: SHUT_DONE -> break
 	od;
 crash:
-	skip
+	nended++                                      /* this process has ended */
 }
 
 init {
@@ -865,9 +871,17 @@ init {
 #ifndef ONECONS
 		run Consumer(3, 1, 2, victim == 3);           /* dequeue via claimRead(max 1) */
 #endif
-		run Admin()
+		run Admin();
+		nstarted = 5;
+#ifdef ONEPROD
+		nstarted--;
+#endif
+#ifdef ONECONS
+		nstarted--;
+#endif
+		skip
 	}
-	(_nr_pr == 1);
+	(nended == nstarted);                             /* every process has ended */
 	/* every acknowledged message delivered exactly once, or lost to a
 	 * consumer that died holding it (and not redelivered) */
 	d_step {
