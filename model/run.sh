@@ -80,7 +80,7 @@ run() {
 		grep -q "out of memory\|ran out of memory" pan.out && note="memory"
 		[ -n "$errors" ] || { errors=ERR; note="${note:-incomplete}"; }
 		[ -n "$note" ] && [ "$errors" = 0 ] && errors=ERR
-		echo "$name ${errors} ${states:-0} ${depth:-0} ${secs:-0} $note $(grep -m1 '^pan:1:' pan.out | cut -c8-60 | tr ' ' '_')" >"$work/$name.res"
+		echo "$name ${errors} ${states:-0} ${depth:-0} ${secs:-0} ${note:--} $(grep -m1 '^pan:1:' pan.out | cut -c8-60 | tr ' ' '_')" >"$work/$name.res"
 	)
 }
 
@@ -103,7 +103,7 @@ configs)
 	fail=0 total=0 maxd=0
 	while IFS='|' read -r name flags m; do
 		read -r _ errors states depth secs note _ <"$work/$name.res"
-		printf '%-22s %-6s errors=%-4s states=%-10s depth=%-7s time=%ss %s\n' "$name" "$m" "$errors" "$states" "$depth" "$secs" "$note"
+		printf '%-24s %-6s errors=%-4s states=%-10s depth=%-7s time=%ss %s\n' "$name" "$m" "$errors" "$states" "$depth" "$secs" "${note#-}"
 		[ "$errors" = 0 ] || { fail=1; echo "  see $work/$name/pan.out"; }
 		total=$((total + states))
 		[ "$depth" -gt "$maxd" ] && maxd=$depth
@@ -124,7 +124,7 @@ mutants)
 		if [ "$errors" != 0 ] && [ "$errors" != ERR ]; then
 			printf 'CAUGHT   %-20s (%s): %s, %s states, %ss\n' "$name" "$what" "${why:-error}" "$states" "$secs"
 		else
-			printf 'ACCEPTED %-20s (%s): errors=%s %s\n' "$name" "$what" "$errors" "$note"
+			printf 'ACCEPTED %-20s (%s): errors=%s %s\n' "$name" "$what" "$errors" "${note#-}"
 			fail=1
 		fi
 	done < <(mutants)
