@@ -15,7 +15,7 @@
  *         that joins the dead one's entry (join + Open's recoverAll)
  *
  * Configuration (-D flags, see run.sh):
- *   M=n          messages per producer (default 3: 6 positions = 3 laps)
+ *   M=n          messages per producer (default 3; ids 1..2M, 2M <= 8)
  *   BATCH        producer 0 uses EnqueueBatch of 2, consumer 2 DequeueBatch of 2
  *   SHUTDOWN     the admin calls Shutdown; consumers stop at ErrClosed
  *                (without it: no Shutdown, consumers stop when their
