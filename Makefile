@@ -15,6 +15,7 @@ test: vet
 	$(MAKE) bench-test
 	$(MAKE) interop
 	$(MAKE) bridge-test
+	$(MAKE) model
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -102,3 +103,16 @@ BRIDGE_REPS ?= 3
 .PHONY: bridge-bench
 bridge-bench:
 	cd bridge && $(GO) build -o bin/mpmc-bridge ./cmd/mpmc-bridge && ./bin/mpmc-bridge -bench -messages $(BRIDGE_MESSAGES) -reps $(BRIDGE_REPS)
+
+# The SPIN model of the protocol (model/mpmc.pml, model/README.md): every
+# configuration, exhaustively, safety and liveness; installs spin if missing.
+.PHONY: model model-mutants spin
+spin:
+	@command -v spin >/dev/null || { apt-get update && apt-get install -y spin; }
+
+model: spin
+	model/run.sh
+
+# Variants of the model with a known bug: each must be rejected.
+model-mutants: spin
+	model/run.sh mutants

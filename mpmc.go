@@ -420,7 +420,7 @@ func (q *Queue) tryDequeue(bufs [][]byte, sizes []int, bytes int) (int, error) {
 // dequeueSome is one attempt, with Shutdown's drained rule (ring.go,
 // invariant 6): the flag is read before looking.
 func (q *Queue) dequeueSome(rec *atomic.Uint64, bufs [][]byte, sizes []int) (int, error) {
-	shut := q.ring.shutdown.Load() != 0
+	shut := q.ring.shutdown.Load() != 0 // model: SHUT_BEFORE
 	n, err := q.ring.dequeue(rec, bufs, sizes)
 	switch {
 	case err == errPending:
@@ -545,7 +545,7 @@ func (q *Queue) Shutdown() error {
 		return err
 	}
 	defer q.end(c)
-	q.ring.shutdown.Store(1)
+	q.ring.shutdown.Store(1) // model: Admin Shutdown
 	q.ring.kick(consumers)
 	q.ring.kick(producers)
 	return nil

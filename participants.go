@@ -131,7 +131,7 @@ func (q *Queue) join(index int) error {
 	// The previous holder's claim records prove nothing now (ring.go,
 	// invariant 2), and would be taken for ours: clear them first.
 	for k := range recordsPerEntry {
-		q.ring.record(i, k).Store(0)
+		q.ring.record(i, k).Store(0) // model: Admin join rec[self] = 0
 	}
 	if q.seg.u32(off+entryState).Load() != entryFree {
 		// The previous holder died without leaving.

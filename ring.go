@@ -278,10 +278,10 @@ func (r *ring) claim1(s side, rec *atomic.Uint64, w, pos uint64) bool {
 // enqueue1 enqueues one message (E1-E7): the common case of enqueue, on
 // its own for speed.
 func (r *ring) enqueue1(rec *atomic.Uint64, msg []byte) error {
-	if r.shutdown.Load() != 0 {
+	if r.shutdown.Load() != 0 { // model: enqueueSome LOADSHUT
 		return ErrClosed
 	}
-	w := r.pos[producers].Load()
+	w := r.pos[producers].Load() // model: claimWrite snapshot (with the slot load below)
 	for {
 		pos := w & posMask
 		sl := r.slot(pos)
@@ -317,7 +317,7 @@ func (r *ring) enqueue1(rec *atomic.Uint64, msg []byte) error {
 // dequeue1 takes one message into buf (D1-D6), passing skipped slots: the
 // common case of dequeue, on its own for speed.
 func (r *ring) dequeue1(rec *atomic.Uint64, buf []byte) (int, error) {
-	w := r.pos[consumers].Load()
+	w := r.pos[consumers].Load() // model: claimRead snapshot (with the slot load below, maxs = 1)
 	for {
 		pos := w & posMask
 		sl := r.slot(pos)
@@ -348,7 +348,7 @@ func (r *ring) dequeue1(rec *atomic.Uint64, buf []byte) (int, error) {
 			r.kick(producers) // D3
 		}
 		hook(hookDequeueTaken)
-		if c&slotSkipped == 0 {
+		if c&slotSkipped == 0 { // model: D4 and D5 are one step (the slot is the claimant's)
 			var err error
 			n := uint64(sl.length) // stable now that we hold the claim
 			if c&slotTakeover != 0 || n > r.slotSize || n > uint64(len(buf)) {
@@ -371,7 +371,7 @@ func (r *ring) dequeue1(rec *atomic.Uint64, buf []byte) (int, error) {
 // whose record is rec (E1-E4), and returns the first and how many.
 func (r *ring) claimWrite(rec *atomic.Uint64, n int) (uint64, int, error) {
 	n = min(n, maxBatch, int(r.capacity))
-	w := r.pos[producers].Load()
+	w := r.pos[producers].Load() // model: claimWrite snapshot (with the slot loads below)
 	for {
 		pos, m := w&posMask, 0
 		for ; m < n; m++ {
@@ -425,7 +425,7 @@ func (r *ring) writeAt(sl *slot, pos uint64, msg []byte, flags uint32, origin ui
 	sl.flags = flags
 	sl.origin = origin
 	hook(hookEnqueueBeforePublish)
-	storeRelease(&sl.seq, seqWord(pos+1, 0)) // E6
+	storeRelease(&sl.seq, seqWord(pos+1, 0)) // E6 (model: E5 and E6 are one step; E5 is unobservable before E6)
 }
 
 // enqueue enqueues msgs[0], or as many of msgs as fit in one claim, in
@@ -452,7 +452,7 @@ func (r *ring) enqueue(rec *atomic.Uint64, msgs [][]byte) (int, error) {
 // error is io.ErrShortBuffer if it stopped at a message too long for its
 // buffer, nil otherwise.
 func (r *ring) claimRead(rec *atomic.Uint64, bufs [][]byte, max int) (uint64, int, error) {
-	w := r.pos[consumers].Load()
+	w := r.pos[consumers].Load() // model: claimRead snapshot (with the slot loads and emptyAt)
 	for {
 		pos := w & posMask
 		m, k, stop := 0, 0, error(nil)
@@ -495,7 +495,7 @@ func (r *ring) claimRead(rec *atomic.Uint64, bufs [][]byte, max int) (uint64, in
 // to take: errPending when a producer claimed it and has not published yet
 // (a message is on its way, even after Shutdown), ErrEmpty otherwise.
 func (r *ring) emptyAt(pos, c uint64) error {
-	if c == seqWord(pos, 0) && r.pos[producers].Load()&posMask > pos {
+	if c == seqWord(pos, 0) && r.pos[producers].Load()&posMask > pos { // model: in the claimRead snapshot
 		return errPending
 	}
 	return ErrEmpty
@@ -561,9 +561,9 @@ func (r *ring) dequeue(rec *atomic.Uint64, bufs [][]byte, sizes []int) (int, err
 // eventfd, for the event loops waiting on it (eventfd.go); that write never
 // blocks either (the counter would have to reach 2^64-1).
 func (r *ring) kick(s side) {
-	r.futex[s].Add(1)
+	r.futex[s].Add(1) // model: kick FADD (the sampled word goes stale)
 	r.counter(wakeCounter[s]).Add(1)
-	unix.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(r.futex[s])), futexWake, 1<<31-1, 0, 0, 0)
+	unix.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(r.futex[s])), futexWake, 1<<31-1, 0, 0, 0) // model: kick FWAKE
 	if fd := r.efd[s]; fd >= 0 {
 		unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&eventOne)), 8)
 	}
@@ -578,7 +578,7 @@ var (
 // other side's position as it was just before: a claim below it was made
 // without seeing the announcement, and will not wake s.
 func (r *ring) announce(s side) uint64 {
-	return r.pos[s.other()].Or(asleepBit) & posMask
+	return r.pos[s.other()].Or(asleepBit) & posMask // model: S1
 }
 
 // claimBefore reports whether a claim that predates an announcement made
@@ -586,9 +586,9 @@ func (r *ring) announce(s side) uint64 {
 // claimant does not wake s, so s must look again by itself.
 func (r *ring) claimBefore(s side, otherPos uint64) bool {
 	if s == consumers {
-		return otherPos > r.pos[consumers].Load()&posMask
+		return otherPos > r.pos[consumers].Load()&posMask // model: CB_CONS
 	}
-	e := r.pos[producers].Load() & posMask
+	e := r.pos[producers].Load() & posMask // model: CB_PROD
 	return e >= r.capacity && otherPos > e-r.capacity
 }
 
@@ -604,6 +604,7 @@ type claim struct {
 // head position claimed and not published; for producers, the previous lap
 // of the tail's slot claimed and not published, or taken and not released.
 func (r *ring) heldUpBy(s side) (claim, bool) {
+	// model: heldUpBy, its loads as one snapshot
 	if s == consumers {
 		d := r.pos[consumers].Load() & posMask
 		c := r.slot(d).seq.Load()
@@ -642,7 +643,7 @@ func (r *ring) heldLive(s side, pos uint64, alive map[int]bool) bool {
 	for i := range maxParticipants {
 		covered := false
 		for k := range recordsPerEntry {
-			if recordCovers(r.record(i, k).Load(), s, pos) {
+			if recordCovers(r.record(i, k).Load(), s, pos) { // model: heldLive record load
 				covered = true
 				break
 			}
@@ -653,7 +654,7 @@ func (r *ring) heldLive(s side, pos uint64, alive map[int]bool) bool {
 		if i == r.self || alive[i] {
 			return true
 		}
-		if a, err := r.alive(i); err != nil || a {
+		if a, err := r.alive(i); err != nil || a { // model: heldLive alive[j]
 			if alive != nil {
 				alive[i] = true
 			}
@@ -698,7 +699,7 @@ func (r *ring) recoverClaim(cl claim, rec *atomic.Uint64, alive map[int]bool) (b
 	}
 	// Redelivery: take the claim over as our own, attributably, so that the
 	// message cannot change while it is copied, then free the slot.
-	storeRelease(rec, recordFor(consumers, cl.pos, 1))
+	storeRelease(rec, recordFor(consumers, cl.pos, 1))         // model: recoverClaim rec[self] before R3
 	if !sl.seq.CompareAndSwap(cl.word, cl.word|slotTakeover) { // R3
 		storeRelease(rec, recInUse)
 		return false, nil
@@ -737,6 +738,7 @@ func (r *ring) enqueueAgain(rec *atomic.Uint64, m *redelivery) error {
 // works again as soon as it is opened. It returns the messages to enqueue
 // again (Config.Redeliver).
 func (r *ring) recoverAll(rec *atomic.Uint64) []*redelivery {
+	// model: Admin (JOIN), recoverAll; the alive cache is not modelled
 	alive := map[int]bool{}
 	e := r.pos[producers].Load() & posMask
 	d := r.pos[consumers].Load() & posMask

@@ -56,7 +56,7 @@ func (q *Queue) checkStall(s side, rec *atomic.Uint64) bool {
 	}
 	st.since = now // a live owner is checked again one timeout later
 	st.mu.Unlock()
-	ok, msg := q.ring.recoverClaim(cl, rec, nil)
+	ok, msg := q.ring.recoverClaim(cl, rec, nil) // model: checkStall (time abstracted)
 	if msg != nil {
 		q.enqueueAgain(rec, msg)
 	}

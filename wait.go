@@ -213,7 +213,7 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 		// Retry before announcing: after a wake-up the change is most
 		// likely there, and an announcement whose retry succeeds leaves
 		// the other side one needless FUTEX_WAKE.
-		if err := try(lookForDead); err != errRetry {
+		if err := try(lookForDead); err != errRetry { // model: SLEEP_LOOP TRY(1)
 			return err
 		}
 		if r.isHeldUp(w.side) {
@@ -227,9 +227,9 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 		}
 		// Sample the futex word, announce, retry: see the top of this
 		// file for why no wake-up can be lost.
-		v := r.futex[w.side].Load()
-		other := r.announce(w.side)
-		if err := try(quickly); err != errRetry {
+		v := r.futex[w.side].Load()               // model: stale[me] = 0
+		other := r.announce(w.side)               // model: S1
+		if err := try(quickly); err != errRetry { // model: TRY(0)
 			return err
 		}
 		if w.q.closing.Load() {
@@ -239,8 +239,8 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 			return err
 		}
 		slice := idleSlice
-		_, held := r.heldUpBy(w.side)
-		if held || r.claimBefore(w.side, other) {
+		_, held := r.heldUpBy(w.side)             // model: DECIDE_SLICE
+		if held || r.claimBefore(w.side, other) { // model: sshort (a short slice may time out)
 			// Nobody may wake us: look again soon, and sooner the more
 			// recently the claim in the way was made. A live claimant
 			// finishes within microseconds unless it is descheduled, so
@@ -270,7 +270,7 @@ func (w *waitSide) sleep(ctx context.Context, try func(look attempt) error) erro
 		// EINTR, EAGAIN, a timeout and a spurious wake-up all mean the
 		// same here: look again. The next retry checks for a dead
 		// participant's claim in the way (Queue.checkStall).
-		unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(r.futex[w.side])), futexWait, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0)
+		unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(r.futex[w.side])), futexWait, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0) // model: futexWait
 	}
 }
 

@@ -1,0 +1,896 @@
+/*
+ * mpmc.pml: a SPIN model of the mpmc shared-memory protocol (ring.go,
+ * wait.go, stall.go, mpmc.go, batch.go, participants.go), with crashes.
+ *
+ * Every Promela step that touches a shared word is commented with the
+ * code step it stands for (the names of ring.go's transition table, E1..E7,
+ * D1..D6, S1, R1..R3, and file/function for the others). model/README.md
+ * says what is modelled, what is abstracted and why that is sound.
+ *
+ * Processes (one Promela process = one OS process = one participant, one
+ * goroutine; participant index = process id):
+ *   0, 1  producers: M messages each, Enqueue (or EnqueueBatch of 2) each
+ *   2, 3  consumers: Dequeue (or DequeueBatch of 2) until ErrClosed
+ *   4     admin: Shutdown at any moment; after a crash, a new participant
+ *         that joins the dead one's entry (join + Open's recoverAll)
+ *
+ * Configuration (-D flags, see run.sh):
+ *   M=n          messages per producer (default 3; ids 1..2M, 2M <= 8)
+ *   BATCH        producer 0 uses EnqueueBatch of 2, consumer 2 DequeueBatch of 2
+ *   SHUTDOWN     the admin calls Shutdown; consumers stop at ErrClosed
+ *                (without it: no Shutdown, consumers stop when their
+ *                context is cancelled once every acknowledged message is
+ *                accounted for, and idle slices never time out)
+ *   IDLETIMEOUT  idle futex slices (idleSlice) may time out; without it only
+ *                the short slices the protocol relies on may
+ *   MAXCRASH=n   crashes per run (0 or 1)
+ *   JOIN         a new participant may join a dead one's entry
+ *   REDELIVER    Config.Redeliver (R3)
+ *   LIVE         add the liveness claim (run with -a -f)
+ * Mutants: MUT_E1_AFTER_E2, MUT_S1_AFTER_RETRY, MUT_NO_CLAIMBEFORE,
+ *   MUT_NO_WAKE, MUT_NO_LIVECHECK, MUT_SHUT_AFTER, MUT_JOIN_NOCLEAR.
+ */
+
+#ifndef M
+#define M 3
+#endif
+#ifndef MAXCRASH
+#define MAXCRASH 1
+#endif
+
+#define CAP    2
+#define NPROC  5             /* participants: P0 P1 C0 C1 admin */
+#define NMSG   (2*M)
+#define NPOS   (2*M + 4)     /* positions ever claimed, bounded */
+#define ADMIN  4
+
+#define PROD 0               /* side producers */
+#define CONS 1               /* side consumers */
+
+/* slot word: seq<<2 | flags (ring.go seqWord) */
+#define FSKIP 1              /* slotSkipped */
+#define FTAKE 2              /* slotTakeover */
+#define SEQ(w)    ((w) >> 2)
+#define SW(s, f)  (((s) << 2) | (f))
+#define SLOT(p)   ((p) % CAP)
+
+/* record (ring.go recordFor): claim | side | count-1 | position; 0 = idle */
+#define REC(s, p, n)  (128 | ((s) << 6) | (((n) - 1) << 5) | (p))
+#define RCLAIM(r)     ((r) & 128)
+#define RSIDE(r)      (((r) >> 6) & 1)
+#define RN(r)         ((((r) >> 5) & 1) + 1)
+#define RPOS(r)       ((r) & 31)
+#define COVERS(r, s, p) (RCLAIM(r) && RSIDE(r) == (s) && (p) >= RPOS(r) && (p) - RPOS(r) < RN(r))
+
+/* results */
+#define R_OK     0
+#define R_FULL   1           /* ErrFull, ErrEmpty */
+#define R_PEND   2           /* errPending */
+#define R_CLOSED 3           /* ErrClosed */
+#define R_RETRY  4           /* errRetry */
+#define R_CANCEL 5           /* ctx.Err() */
+
+/* message ids: producer i's k-th message (k = 1..M) is i*M + k; +64 marks
+ * a redelivered copy (flagRedelivered) in ghost words */
+#define MSGID(i, k)   ((i) * M + (k))
+#define MPROD(id)     (((id) - 1) / M)
+#define MSEQ(id)      (((id) - 1) % M + 1)
+
+/* ---------------- shared memory (the segment) ---------------- */
+byte enqPos; bit enqA;       /* enqueuePos: position, bit 63 (consumers asleep) */
+byte deqPos; bit deqA;       /* dequeuePos: position, bit 63 (producers asleep) */
+byte seq[CAP];               /* slot.seq */
+byte pay[CAP];               /* slot payload (the message id) */
+bit  payR[CAP];              /* slot.flags & flagRedelivered */
+bit  shutdown;               /* the shutdown flag */
+byte rec[NPROC + 1];         /* a claim record per participant entry; rec[NPROC]: a second
+                              * record of entry deadIdx, the pooled one the joiner takes */
+
+/* ---------------- the kernel ---------------- */
+bit  alive[NPROC];           /* the participant's F_OFD lock is held */
+/* The futex words, as seen by each sleeper: stale[i] is "the word of i's
+ * side differs from the value i sampled" (the word only grows and never
+ * wraps in a bounded run, so this is exact); inwait[i] is "i is queued in
+ * FUTEX_WAIT". */
+bit  stale[NPROC];
+bit  inwait[NPROC];
+
+/* ---------------- bookkeeping and ghosts ---------------- */
+byte crashes;
+byte deadIdx = 255;          /* the entry of the crashed participant */
+bit  crashed[NPROC];         /* ghost: the process is dead (not the lock) */
+bit  pdone[2];               /* ghost: producer i has stopped (done or dead) */
+bit  acked[NMSG + 1];        /* ghost: its Enqueue returned success */
+bit  delivered[NMSG + 1];    /* ghost: a Dequeue returned it */
+bit  lostok[NMSG + 1];       /* ghost: a consumer that took it died first */
+byte prodCl[CAP];            /* ghost: 1 + process holding a producer claim of the slot */
+byte consCl[CAP];            /* ghost: 1 + process holding a consumer claim of the slot */
+byte lastSeen[4];            /* ghost: consumer c's last sequence of producer i: [2*(c-2)+i] */
+byte nended;                 /* processes ended (crashed or done) */
+byte nstarted;
+bit  finished;                   /* ghost: every process has ended */
+
+/* every acknowledged message is delivered or accounted for by a crash */
+#define ACCOUNTED(m) ((m) > NMSG || !acked[m] || delivered[m] || lostok[m])
+#define ALLDONE (pdone[0] && pdone[1] && ACCOUNTED(1) && ACCOUNTED(2) && ACCOUNTED(3) \
+                 && ACCOUNTED(4) && ACCOUNTED(5) && ACCOUNTED(6) && ACCOUNTED(7) && ACCOUNTED(8))
+
+#ifdef SHUTDOWN
+#define CTXCANCEL 0
+#else
+#define CTXCANCEL 1
+#endif
+#ifdef IDLETIMEOUT
+#define IDLE_TIMEOUTS 1
+#else
+#define IDLE_TIMEOUTS 0
+#endif
+/* without Shutdown the flag is always 0: its loads are left out */
+#ifdef SHUTDOWN
+#define LOADSHUT(v) atomic { v = shutdown }
+#else
+#define LOADSHUT(v) v = 0
+#endif
+#ifdef REDELIVER
+#define REDELIVERING 1
+#else
+#define REDELIVERING 0
+#endif
+
+/* A crash (the process stops forever) may come before every step that
+ * writes shared memory (a crash before a pure load is the same as a crash
+ * after it, before the next write). At most one crash per run: init picks
+ * the one process that may crash (or none); its crashable flag is local,
+ * so that the choice costs partial-order reduction nothing. */
+#if MAXCRASH > 0
+#define W(s)  if :: crashable -> goto crash :: atomic { s } fi
+#else
+#define W(s)  atomic { s }
+#endif
+
+/* kick(s) (ring.go): futex[s].Add(1), then FUTEX_WAKE of every waiter */
+#define FADD(a, b)  if :: !inwait[a] -> stale[a] = 1 :: else -> skip fi; \
+                    if :: !inwait[b] -> stale[b] = 1 :: else -> skip fi
+#define FWAKE(a, b) inwait[a] = 0; inwait[b] = 0
+inline kick(s) {
+	if
+	:: s == CONS -> W(FADD(2, 3));  /* kick: futex[consumers].Add(1) */
+	                W(FWAKE(2, 3))  /* kick: FUTEX_WAKE notEmpty */
+	:: else ->      W(FADD(0, 1));  /* kick: futex[producers].Add(1) */
+	                W(FWAKE(0, 1))  /* kick: FUTEX_WAKE notFull */
+	fi
+}
+
+/* ring.go heldLive: does a live participant's record cover pos of side s?
+ * one load per record, one liveness check (F_OFD_GETLK) per covering one */
+inline heldLive(s, p) {
+	live = 0; j = 0;
+	do
+	:: j < NPROC ->
+		/* heldLive: record(i,k).Load() for each record of entry j */
+		d_step { cov = COVERS(rec[j], s, p) || (j == deadIdx && COVERS(rec[NPROC], s, p)) }
+		if
+		:: cov && j == self -> live = 1; break
+		:: cov && j != self ->
+#ifndef MUT_NO_LIVECHECK
+			if
+			:: alive[j] -> live = 1; break       /* heldLive: r.alive(i), the lock */
+			:: else -> skip
+			fi
+#else
+			skip                                 /* MUTANT: no liveness check */
+#endif
+		:: else -> skip
+		fi;
+		j++
+	:: else -> break
+	od;
+	j = 0; cov = 0
+}
+
+/* ring.go recoverClaim(cl): R1, R2, R3; rok: changed the slot; rmsg: a
+ * message to enqueue again (Config.Redeliver) */
+inline recoverClaim(cs, cp, cw) {
+	rok = 0; rmsg = 0;
+	heldLive(cs, cp);
+	if
+	:: live -> skip
+	:: !live && cs == PROD ->
+		/* R1: ring.go recoverClaim CAS on slot seq: p -> p+1|skipped */
+		W(if
+		  :: seq[SLOT(cp)] == cw ->
+			seq[SLOT(cp)] = SW(cp + 1, FSKIP); rok = 1;
+			/* invariant 3: the claim in progress is a dead process's */
+			assert(prodCl[SLOT(cp)] != 0 && crashed[prodCl[SLOT(cp)] - 1]);
+			prodCl[SLOT(cp)] = 0
+		  :: else -> skip
+		  fi);
+		if :: rok -> kick(CONS) :: else -> skip fi   /* recoverClaim: kick(consumers) */
+	:: !live && cs == CONS && (!REDELIVERING || (cw & 3) != 0) ->
+		/* R2: ring.go recoverClaim CAS on slot seq: p+1|flags -> p+cap */
+		W(if
+		  :: seq[SLOT(cp)] == cw ->
+			seq[SLOT(cp)] = SW(cp + CAP, 0); rok = 1;
+			assert(consCl[SLOT(cp)] != 0 && crashed[consCl[SLOT(cp)] - 1]);
+			consCl[SLOT(cp)] = 0
+		  :: else -> skip
+		  fi);
+		if :: rok -> kick(PROD) :: else -> skip fi   /* recoverClaim: kick(producers) */
+	:: else ->
+		/* redelivery: take the claim over as our own, attributably */
+		W(rec[myrec] = REC(CONS, cp, 1));          /* recoverClaim: storeRelease(rec, recordFor(consumers, pos, 1)) */
+		/* R3: CAS on slot seq: p+1 -> p+1|takeover */
+		W(if
+		  :: seq[SLOT(cp)] == cw ->
+			seq[SLOT(cp)] = cw | FTAKE; rok = 1;
+			assert(consCl[SLOT(cp)] != 0 && crashed[consCl[SLOT(cp)] - 1]);
+			consCl[SLOT(cp)] = me + 1
+		  :: else -> skip
+		  fi);
+		if
+		:: !rok -> W(rec[myrec] = 0)               /* recoverClaim: storeRelease(rec, recInUse) */
+		:: rok ->
+			/* copy out (unless redelivered once already), then R2 by store */
+			d_step { if :: !payR[SLOT(cp)] -> rmsg = pay[SLOT(cp)] :: else -> rmsg = 0 fi }
+			W(seq[SLOT(cp)] = SW(cp + CAP, 0); consCl[SLOT(cp)] = 0);  /* R2 by the claim's new owner */
+			W(rec[myrec] = 0);                     /* recoverClaim: storeRelease(rec, recInUse) */
+			kick(PROD)
+		fi
+	fi;
+	live = 0
+}
+
+/* ring.go heldUpBy(s): the claim that holds side s up, if any */
+inline heldUpBy(s) {
+	/* one atomic snapshot of the position(s) and the slot word: see
+	 * README (coarsened loads) */
+	atomic {
+	held = 0;
+	if
+	:: s == CONS ->
+		hp = deqPos;                                /* heldUpBy: pos[consumers].Load() */
+		hw = seq[SLOT(hp)];                         /* heldUpBy: slot(d).seq.Load() */
+		if
+		:: hw == SW(hp, 0) ->
+			held = (enqPos > hp);               /* heldUpBy: pos[producers].Load() */
+			hs = PROD
+		:: else -> skip
+		fi
+	:: else ->
+		hp = enqPos;                                /* heldUpBy: pos[producers].Load() */
+		if
+		:: hp >= CAP ->
+			hw = seq[SLOT(hp)];                 /* heldUpBy: slot(e).seq.Load() */
+			hp = hp - CAP;
+			if
+			:: hw == SW(hp, 0) -> held = 1; hs = PROD
+			:: SEQ(hw) == hp + 1 ->
+				held = (deqPos > hp);       /* heldUpBy: pos[consumers].Load() */
+				hs = CONS
+			:: else -> skip
+			fi
+		:: else -> skip
+		fi
+	fi;
+	if :: !held -> hp = 0; hw = 0; hs = 0 :: else -> skip fi
+	}
+}
+
+/* stall.go checkStall(s): the claim that holds s up, and recoverClaim
+ * once it has held s up for the recovery timeout. Time is not modelled:
+ * for safety the timeout may or may not have passed at each check (a
+ * nondeterministic choice, a superset of the code's behaviours, so the
+ * memory of the claim seen last is not needed); for liveness (LIVE) it has
+ * always passed (the timeout eventually passes). */
+inline checkStall(s) {
+	rok = 0;
+	heldUpBy(s);
+	if
+	:: held ->
+#ifndef LIVE
+		if
+		:: true -> skip                          /* checkStall: not held up for a timeout yet */
+		:: true ->
+#endif
+			recoverClaim(hs, hp, hw);
+			if
+			:: rmsg != 0 -> enqueueAgain(rmsg)    /* checkStall: q.enqueueAgain */
+			:: else -> skip
+			fi
+#ifndef LIVE
+		fi
+#endif
+	:: else -> skip
+	fi;
+	held = 0; hp = 0; hw = 0; hs = 0; rmsg = 0
+}
+
+/* ring.go claimWrite(rec, n): E1-E4; out: res, cpos, cm */
+inline claimWrite(nwant) {
+	res = R_OK;
+	do
+	:: true ->
+		/* the position and the slots it covers, as one snapshot (README:
+		 * coarsened loads); after a failed CAS or a stale position the
+		 * code loads the position again: the same as this loop's top */
+		atomic {
+		w = enqPos; wa = enqA;                      /* claimWrite: pos[producers].Load() */
+		cpos = w; cm = 0;
+		do
+		:: cm < nwant ->
+			dd = SEQ(seq[SLOT(cpos + cm)]) - (cpos + cm);  /* claimWrite: slot seq.Load() */
+			if
+			:: dd == 0 -> cm++
+			:: dd < 0 && cm == 0 -> res = R_FULL; break
+			:: else -> break
+			fi
+		:: else -> break
+		od;
+		dd = 0;
+		/* a slot ahead of the position in one snapshot: corrupt (reload) */
+		assert(res == R_FULL || cm > 0)
+		}
+		if
+		:: res == R_FULL -> break
+		:: else ->
+#ifndef MUT_E1_AFTER_E2
+			W(rec[myrec] = REC(PROD, cpos, cm));      /* E1: claimWrite storeRelease(rec, recordFor) */
+#endif
+			/* E2: claimWrite/enqueue1 CAS on enqueuePos (clears the asleep bit) */
+			W(if
+			  :: enqPos == w && enqA == wa ->
+				enqPos = cpos + cm; enqA = 0; ok = 1;
+				assert(prodCl[SLOT(cpos)] == 0 && consCl[SLOT(cpos)] == 0);
+				prodCl[SLOT(cpos)] = me + 1;
+				if
+				:: cm == 2 ->
+					assert(prodCl[SLOT(cpos + 1)] == 0 && consCl[SLOT(cpos + 1)] == 0);
+					prodCl[SLOT(cpos + 1)] = me + 1
+				:: else -> skip
+				fi
+			  :: else -> ok = 0                          /* CAS failed: load again (loop top) */
+			  fi);
+			if
+			:: ok ->
+#ifdef MUT_E1_AFTER_E2
+				W(rec[myrec] = REC(PROD, cpos, cm));  /* MUTANT: E1 after E2 */
+#endif
+#ifndef MUT_NO_WAKE
+				if :: wa -> kick(CONS) :: else -> skip fi;  /* E3: kick(consumers) if E2 saw the bit */
+#endif
+				LOADSHUT(sh);            /* E4: claimWrite shutdown.Load() */
+				if
+				:: sh ->
+					i = 0;
+					do
+					:: i < cm ->
+						/* E4: storeRelease(slot seq, p+1|skipped) */
+						W(seq[SLOT(cpos + i)] = SW(cpos + i + 1, FSKIP); prodCl[SLOT(cpos + i)] = 0);
+						i++
+					:: else -> break
+					od;
+					i = 0;
+					W(rec[myrec] = 0);                 /* E4: storeRelease(rec, recInUse) */
+					res = R_CLOSED; cm = 0
+				:: else -> skip
+				fi;
+				sh = 0; ok = 0;
+				break
+			:: else -> skip
+			fi
+		fi
+	od;
+	w = 0; wa = 0
+}
+
+/* ring.go enqueue(rec, msgs, flags): claimWrite, write each (E5, E6), E7.
+ * base: the id of the first message; rflag: flagRedelivered */
+inline ringEnqueue(nwant, base, rflag) {
+	claimWrite(nwant);
+	if
+	:: res == R_OK ->
+		i = 0;
+		do
+		:: i < cm ->
+			/* E5 (payload, length, flags: unobservable until E6) and
+			 * E6: write() storeRelease(slot seq, p+1) */
+			W(assert(prodCl[SLOT(cpos + i)] == me + 1 && consCl[SLOT(cpos + i)] == 0);
+			  pay[SLOT(cpos + i)] = base + i; payR[SLOT(cpos + i)] = rflag;
+			  seq[SLOT(cpos + i)] = SW(cpos + i + 1, 0); prodCl[SLOT(cpos + i)] = 0);
+			i++
+		:: else -> break
+		od;
+		/* E7: enqueue storeRelease(rec, recInUse); the messages are
+		 * acknowledged here (what follows until the call returns touches
+		 * no shared word: a crash there is a crash after the return) */
+		W(rec[myrec] = 0;
+		  if :: !rflag -> i = 0; do :: i < cm -> acked[base + i] = 1; i++ :: else -> break od :: else -> skip fi);
+		i = 0
+	:: else -> skip
+	fi
+}
+
+/* stall.go enqueueAgain: enqueue a recovered message again, marked
+ * redelivered, retrying a while (redeliverWait) while the queue is full */
+inline enqueueAgain(msg) {
+	tries = 0;
+	do
+	:: true ->
+		ringEnqueue(1, msg, 1);
+		cpos = 0; cm = 0;
+		if
+		:: res == R_FULL && tries < 1 -> tries++      /* full: retry within redeliverWait */
+		:: else -> break                              /* done, or dropped (full, closed) */
+		fi
+	od;
+	tries = 0; res = R_OK
+}
+
+/* ring.go claimRead(rec, bufs, max) (and dequeue1 with maxs = 1: exactly
+ * one slot per claim): D1-D3; out: res, cpos, cm; ghost: the messages
+ * taken go to h0, h1 */
+inline claimRead(maxk, maxs) {
+	res = R_OK;
+	do
+	:: true ->
+		/* the position, the slots and (emptyAt) the producers' position,
+		 * as one snapshot (README: coarsened loads) */
+		atomic {
+		w = deqPos; wa = deqA;                      /* claimRead: pos[consumers].Load() */
+		cpos = w; cm = 0; ck = 0;
+		do
+		:: ck < maxk && cm < maxs ->
+			c = seq[SLOT(cpos + cm)]; dd = SEQ(c) - (cpos + cm + 1);  /* claimRead: slot seq.Load() */
+			if
+			:: dd == 0 -> if :: !(c & FSKIP) -> ck++ :: else -> skip fi; cm++
+			:: dd < 0 && cm == 0 ->
+				/* emptyAt: errPending when claimed and not published */
+				if
+				:: c == SW(cpos, 0) && enqPos > cpos -> res = R_PEND  /* emptyAt: pos[producers].Load() */
+				:: else -> res = R_FULL
+				fi;
+				break
+			:: else -> break
+			fi
+		:: else -> break
+		od;
+		dd = 0; c = 0; ck = 0;
+		assert(res != R_OK || cm > 0)               /* reload: corrupt */
+		}
+		if
+		:: res != R_OK -> break
+		:: else ->
+			W(rec[myrec] = REC(CONS, cpos, cm));          /* D1: storeRelease(rec, recordFor) */
+			/* D2: claimRead/dequeue1 CAS on dequeuePos (clears the asleep bit) */
+			W(if
+			  :: deqPos == w && deqA == wa ->
+				deqPos = cpos + cm; deqA = 0; ok = 1;
+				assert(prodCl[SLOT(cpos)] == 0 && consCl[SLOT(cpos)] == 0);
+				consCl[SLOT(cpos)] = me + 1;
+				if :: !(seq[SLOT(cpos)] & FSKIP) -> h0 = pay[SLOT(cpos)] + 64 * payR[SLOT(cpos)] :: else -> skip fi;
+				if
+				:: cm == 2 ->
+					assert(prodCl[SLOT(cpos + 1)] == 0 && consCl[SLOT(cpos + 1)] == 0);
+					consCl[SLOT(cpos + 1)] = me + 1;
+					if
+					:: !(seq[SLOT(cpos + 1)] & FSKIP) ->
+						if
+						:: h0 == 0 -> h0 = pay[SLOT(cpos + 1)] + 64 * payR[SLOT(cpos + 1)]
+						:: else -> h1 = pay[SLOT(cpos + 1)] + 64 * payR[SLOT(cpos + 1)]
+						fi
+					:: else -> skip
+					fi
+				:: else -> skip
+				fi
+			  :: else -> ok = 0                          /* CAS failed: load again (loop top) */
+			  fi);
+			if
+			:: ok ->
+#ifndef MUT_NO_WAKE
+				if :: wa -> kick(PROD) :: else -> skip fi;  /* D3: kick(producers) if D2 saw the bit */
+#endif
+				ok = 0;
+				break
+			:: else -> skip
+			fi
+		fi
+	od;
+	w = 0; wa = 0
+}
+
+/* the Dequeue that took h0, h1 returns them: exactly once, in order */
+#define DELIVER \
+			if\
+			  :: h0 != 0 ->\
+				assert(h0 < 64 || !delivered[h0 - 64]);\
+				if\
+				:: h0 < 64 ->\
+					assert(!delivered[h0]); delivered[h0] = 1;\
+					/* per-producer order, as seen by this consumer */\
+					assert(MSEQ(h0) > lastSeen[2 * (me - 2) + MPROD(h0)]);\
+					lastSeen[2 * (me - 2) + MPROD(h0)] = MSEQ(h0)\
+				:: else -> assert(!delivered[h0 - 64]); delivered[h0 - 64] = 1\
+				fi\
+			  :: else -> skip\
+			  fi;\
+			  if\
+			  :: h1 != 0 ->\
+				if\
+				:: h1 < 64 ->\
+					assert(!delivered[h1]); delivered[h1] = 1;\
+					assert(MSEQ(h1) > lastSeen[2 * (me - 2) + MPROD(h1)]);\
+					lastSeen[2 * (me - 2) + MPROD(h1)] = MSEQ(h1)\
+				:: else -> assert(!delivered[h1 - 64]); delivered[h1 - 64] = 1\
+				fi\
+			  :: else -> skip\
+			  fi;\
+			  h0 = 0; h1 = 0
+
+/* ring.go dequeue / dequeue1: claim, copy out (D4), release (D5) each,
+ * D6; only skipped slots: look again. out: res, nk */
+inline ringDequeue(maxk, maxs) {
+	do
+	:: true ->
+		claimRead(maxk, maxs);
+		if
+		:: cm == 0 -> break
+		:: else -> skip
+		fi;
+		i = 0; nk = 0;
+		do
+		:: i < cm ->
+			/* D4: read() (seq.Load, takeover check, copy out; the slot is
+			 * ours, nobody writes it) and D5: release() storeRelease(seq, p+cap) */
+			W(assert(consCl[SLOT(cpos + i)] == me + 1 && prodCl[SLOT(cpos + i)] == 0);
+			  assert(!(seq[SLOT(cpos + i)] & FTAKE));
+			  if
+			  :: !(seq[SLOT(cpos + i)] & FSKIP) ->
+				assert(pay[SLOT(cpos + i)] != 0);
+				nk++
+			  :: else -> skip
+			  fi;
+			  seq[SLOT(cpos + i)] = SW(cpos + i + CAP, 0); consCl[SLOT(cpos + i)] = 0);
+			i++
+		:: else -> break
+		od;
+		i = 0; cpos = 0; cm = 0;
+		/* D6: storeRelease(rec, recInUse); the messages are delivered
+		 * here (nothing shared is touched until the call returns) */
+		W(rec[myrec] = 0;
+		  if :: nk > 0 -> DELIVER :: else -> skip fi);
+		if
+		:: nk > 0 -> res = R_OK; break
+		:: else -> skip                               /* only skipped slots: look again */
+		fi
+	od
+}
+
+/* the futex wait of wait.go sleep(): sleep until the word differs from
+ * the sampled value, a FUTEX_WAKE, or the slice times out (only a short
+ * slice, unless idle timeouts are modelled); or the context is cancelled */
+inline futexWait(shortS) {
+	d_step { if :: stale[me] -> skip :: else -> inwait[me] = 1 fi }  /* FUTEX_WAIT(v): EAGAIN if the word moved */
+	if
+	:: !inwait[me] -> skip                            /* woken, or the word differed */
+	:: inwait[me] && (shortS || IDLE_TIMEOUTS || crashes > 0) && !(CTXCANCEL && ALLDONE) ->
+		inwait[me] = 0                            /* the slice timed out */
+	:: CTXCANCEL && ALLDONE -> inwait[me] = 0; res = R_CANCEL      /* ctx done (AfterFunc kicks) */
+	fi
+}
+
+/* wait.go sleep(): retry; sample the futex word; S1; retry; decide the
+ * slice; futex wait. try(stalls) is the inline TRY(stalls) of the caller. */
+#ifndef MUT_S1_AFTER_RETRY
+#define ANNOUNCE_THEN_RETRY(side, otherpos, otherbit) \
+		W(other = otherpos; otherbit = 1);   /* S1: announce, atomic OR of the asleep bit */ \
+		TRY(0);                              /* sleep: try(false) after S1 */
+#else
+#define ANNOUNCE_THEN_RETRY(side, otherpos, otherbit) \
+		TRY(0);                              /* MUTANT: the retry before S1 */ \
+		if :: res == R_RETRY -> W(other = otherpos; otherbit = 1) :: else -> skip fi;
+#endif
+
+#ifndef MUT_NO_CLAIMBEFORE
+#define CB_CONS  d_step { cb = (other > deqPos) }      /* claimBefore(consumers): pos[consumers].Load() */
+#define CB_PROD  d_step { cb = (enqPos >= CAP && other > enqPos - CAP) }  /* claimBefore(producers) */
+#else
+#define CB_CONS  cb = 0
+#define CB_PROD  cb = 0
+#endif
+
+/* the slice: short if held up (heldUpBy) or if a claim predates S1
+ * (claimBefore). When every slice may time out, which one it is does not
+ * matter to the model, and the loads are left out. */
+#if IDLE_TIMEOUTS
+#define DECIDE_SLICE(side, CB) sshort = 1; other = 0
+#else
+#define DECIDE_SLICE(side, CB) \
+		heldUpBy(side);                      /* sleep: r.heldUpBy(side) */ \
+		CB;                                  /* sleep: r.claimBefore(side, other) */ \
+		sshort = held || cb; held = 0; hp = 0; hw = 0; hs = 0; cb = 0; other = 0
+#endif
+
+#define SLEEP_LOOP(side, otherpos, otherbit, CB) \
+	do \
+	:: true -> \
+		TRY(1);                              /* sleep: try(true) */ \
+		if :: res != R_RETRY -> break :: else -> skip fi; \
+		d_step { stale[me] = 0 };            /* sleep: v := futex[side].Load() */ \
+		ANNOUNCE_THEN_RETRY(side, otherpos, otherbit) \
+		if :: res != R_RETRY -> other = 0; break :: else -> skip fi; \
+		DECIDE_SLICE(side, CB); \
+		futexWait(sshort);                   /* sleep: futex wait on v, one slice */ \
+		sshort = 0; \
+		if :: res == R_CANCEL -> break :: else -> skip fi \
+	od
+
+/* ---------------- producers ---------------- */
+
+/* mpmc.go enqueueSome(rec, msgs[done:]) then, with stalls, checkStall and
+ * once more (enqueueStalls); the block() try: ErrFull -> errRetry */
+#define TRY(stalls) \
+	again = 0; \
+	do \
+	:: true -> \
+		LOADSHUT(sh);             /* enqueueSome: shutdown.Load() */ \
+		if \
+		:: sh -> res = R_CLOSED \
+		:: else -> \
+			do \
+			:: ndone < ncall -> \
+				rem = ncall - ndone; \
+				ringEnqueue(rem, MSGID(me, next + ndone), 0); \
+				if :: res == R_OK -> ndone = ndone + cm :: else -> skip fi; \
+				if \
+				:: res != R_OK -> break \
+				:: res == R_OK && cm < rem -> res = R_FULL; break  /* the claim stopped short: full */ \
+				:: else -> skip \
+				fi \
+			:: else -> break \
+			od; \
+			cpos = 0; cm = 0; rem = 0 \
+		fi; \
+		sh = 0; \
+		if \
+		:: res == R_FULL && stalls && !again -> \
+			again = 1; checkStall(PROD);          /* enqueueStalls: checkStall(producers) */ \
+			if :: rok -> rok = 0 :: else -> break fi \
+		:: else -> break \
+		fi \
+	od; \
+	again = 0; \
+	if :: res == R_FULL -> res = R_RETRY :: else -> skip fi
+
+proctype Producer(byte me; bit batch; bit crashable) {
+	byte self = me, myrec = me;
+	byte next = 1, ncall, ndone, rem, i, j, w, cpos, cm, tries, rmsg, other;
+	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok;
+	byte hp, hw, hs;
+	int dd;
+	byte res;
+
+	do
+	:: next > M -> break
+	:: else ->
+		/* Enqueue (or EnqueueBatch of 2 for the first two of a batch producer) */
+		if :: batch && next == 1 -> ncall = 2 :: else -> ncall = 1 fi;
+		ndone = 0;
+		SLEEP_LOOP(PROD, deqPos, deqA, CB_PROD);
+		if
+		:: res == R_OK -> next = next + ncall
+		:: else -> break                              /* ErrClosed */
+		fi;
+		ncall = 0; ndone = 0; res = R_OK
+	od;
+	pdone[me] = 1;
+	goto end;
+crash:
+	atomic { crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0; pdone[me] = 1 }
+end:
+	nended++                                      /* this process has ended */
+}
+#undef TRY
+
+/* ---------------- consumers ---------------- */
+
+/* mpmc.go dequeueSome: the shutdown flag before looking (invariant 6);
+ * with stalls, checkStall and once more (dequeueStalls); ErrEmpty -> errRetry */
+#ifndef MUT_SHUT_AFTER
+#define SHUT_BEFORE LOADSHUT(sh)   /* dequeueSome: shutdown.Load() before looking */
+#define SHUT_AFTER  skip
+#else
+#define SHUT_BEFORE skip
+#define SHUT_AFTER  LOADSHUT(sh)   /* MUTANT: shutdown.Load() after looking */
+#endif
+#define TRY(stalls) \
+	again = 0; \
+	do \
+	:: true -> \
+		SHUT_BEFORE; \
+		ringDequeue(maxk, maxs); \
+		SHUT_AFTER; \
+		if \
+		:: res == R_PEND -> res = R_FULL \
+		:: res == R_FULL && sh -> res = R_CLOSED \
+		:: else -> skip \
+		fi; \
+		sh = 0; \
+		if \
+		:: res == R_FULL && stalls && !again -> \
+			again = 1; checkStall(CONS);          /* dequeueStalls: checkStall(consumers) */ \
+			if :: rok -> rok = 0 :: else -> break fi \
+		:: else -> break \
+		fi \
+	od; \
+	again = 0; \
+	if :: res == R_FULL -> res = R_RETRY :: else -> skip fi
+
+proctype Consumer(byte me; byte maxk; byte maxs; bit crashable) {
+	byte self = me, myrec = me;
+	byte i, j, w, cpos, cm, ck, c, nk, h0, h1, tries, rmsg, other;
+	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok;
+	byte hp, hw, hs;
+	int dd;
+	byte res;
+
+	do
+	:: CTXCANCEL && ALLDONE -> break                 /* the application is done */
+	:: else ->
+		/* Dequeue (DequeueBatch when maxk == 2) */
+		SLEEP_LOOP(CONS, enqPos, enqA, CB_CONS);
+		if
+		:: res == R_OK -> skip                        /* delivered at D6 */
+		:: else -> break                              /* ErrClosed, or ctx done */
+		fi
+	od;
+	goto end;
+crash:
+	atomic {
+		crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0;
+		/* taken and not returned: lost, accounted for */
+		if :: h0 != 0 -> lostok[h0 % 64] = 1 :: else -> skip fi;
+		if :: h1 != 0 -> lostok[h1 % 64] = 1 :: else -> skip fi
+	}
+end:
+	nended++                                      /* this process has ended */
+}
+#undef TRY
+
+/* ---------------- the admin: Shutdown, join, recoverAll ---------------- */
+
+#ifdef SHUTDOWN
+#define SHUT_DONE didShut
+#else
+#define SHUT_DONE true
+#endif
+proctype Admin() {
+	byte me = ADMIN;
+	byte self = ADMIN;
+	byte myrec = NPROC;                               /* after join: the record it takes (takeRecord) */
+	bit crashable = 0;
+	byte i, j, w, cpos, cm, tries, rmsg, p, e, d, c, a0, a1, other;
+	bit wa, ok, sh, live, cov, rok, didShut, didJoin;
+	int dd;
+	byte res;
+
+	do
+#ifdef SHUTDOWN
+	:: !didShut ->
+		/* mpmc.go Shutdown: store the flag, then wake both sides */
+		W(shutdown = 1);                              /* Shutdown: shutdown.Store(1) */
+		kick(CONS); kick(PROD);                        /* Shutdown: kick(consumers), kick(producers) */
+		didShut = 1
+#endif
+#ifdef JOIN
+	:: !didJoin && crashes > 0 ->
+		didJoin = 1;
+		/* participants.go join: lock the dead entry, clear its records */
+		self = deadIdx;
+		W(alive[self] = 1);                           /* join: lockParticipant (the kernel lock) */
+#ifndef MUT_JOIN_NOCLEAR
+		W(rec[self] = 0; rec[NPROC] = 0);              /* join: record(i,k).Store(0), every record of the entry */
+#endif
+		/* ring.go recoverAll (from Open): the lap before the head, then
+		 * the claimed positions between the head and the tail */
+		d_step { e = enqPos };                        /* recoverAll: pos[producers].Load() */
+		d_step { d = deqPos };                        /* recoverAll: pos[consumers].Load() */
+		if :: d >= CAP -> p = d - CAP :: else -> p = 0 fi;
+		do
+		:: p < d ->
+			d_step { c = seq[SLOT(p)] };          /* recoverAll: slot(p).seq.Load() */
+			if
+			:: SEQ(c) == p + 1 ->
+				recoverClaim(CONS, p, c);
+				if
+				:: rmsg != 0 && a0 == 0 -> a0 = rmsg
+				:: rmsg != 0 && a0 != 0 -> a1 = rmsg
+				:: else -> skip
+				fi
+			:: else -> skip
+			fi;
+			p++
+		:: else -> break
+		od;
+		p = d;
+		do
+		:: p < e && p - d < CAP ->
+			d_step { c = seq[SLOT(p)] };          /* recoverAll: slot(p).seq.Load() */
+			if
+			:: c == SW(p, 0) -> recoverClaim(PROD, p, c)
+			:: else -> skip
+			fi;
+			p++
+		:: else -> break
+		od;
+		p = 0; e = 0; d = 0; c = 0; rok = 0;
+		/* mpmc.go recoverAll: enqueue the messages to redeliver */
+		if :: a0 != 0 -> enqueueAgain(a0) :: else -> skip fi;
+		if :: a1 != 0 -> enqueueAgain(a1) :: else -> skip fi;
+		a0 = 0; a1 = 0;
+		W(rec[myrec] = 0)                              /* recoverAll: rec.Store(0) */
+		/* the new participant stays (alive, idle) */
+#endif
+	:: SHUT_DONE -> break
+	od;
+crash:
+	nended++                                      /* this process has ended */
+}
+
+init {
+	byte victim = 255;                                /* the process that may crash */
+#if MAXCRASH > 0
+	if
+	:: victim = 255 :: victim = 0
+#ifndef ONEPROD
+	:: victim = 1
+#endif
+#ifndef ONECONS
+	:: victim = 2 :: victim = 3                       /* with one consumer, its crash strands everything */
+#endif
+	fi;
+#endif
+	atomic {
+		alive[0] = 1; alive[1] = 1; alive[2] = 1; alive[3] = 1; alive[4] = 1;
+		seq[0] = SW(0, 0); seq[1] = SW(1, 0);
+#ifdef BATCH
+#define BATCHP 1
+#define C2K 2
+#define C2S 2                                         /* consumer 2: DequeueBatch of 2 */
+#else
+#define BATCHP 0
+#define C2K 1
+#define C2S 1                                         /* consumer 2: dequeue1 (TryDequeue's path) */
+#endif
+		run Producer(0, BATCHP, victim == 0);         /* EnqueueBatch of 2 first, with BATCH */
+#ifndef ONEPROD
+		run Producer(1, 0, victim == 1);
+#else
+		pdone[1] = 1;
+#endif
+		run Consumer(2, C2K, C2S, victim == 2);
+#ifndef ONECONS
+		run Consumer(3, 1, 2, victim == 3);           /* dequeue via claimRead(max 1) */
+#endif
+		run Admin();
+		nstarted = 5;
+#ifdef ONEPROD
+		nstarted--;
+#endif
+#ifdef ONECONS
+		nstarted--;
+#endif
+		skip
+	}
+	(nended == nstarted);                             /* every process has ended */
+	/* every acknowledged message delivered exactly once, or lost to a
+	 * consumer that died holding it (and not redelivered) */
+	d_step {
+		assert(ALLDONE);
+		finished = 1
+	}
+}
+
+#ifdef LIVE
+/* no wedge: every run ends, every live participant finishing its work */
+ltl live { <> finished }
+#endif

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Model-check model/mpmc.pml with SPIN: every configuration (make model), or
+# every mutant, each of which must be rejected (make model-mutants).
+#
+#   model/run.sh             the configurations; prints MODEL OK / MODEL FAILED
+#   model/run.sh mutants     the mutants; prints which were caught
+#   model/run.sh one NAME    one configuration or mutant by name
+#
+# Each run: spin -a (generate pan.c), gcc, ./pan. Safety runs are compiled
+# with -DSAFETY (assertions, invalid end states = deadlocks, which in the
+# configurations without idle timeouts are lost wake-ups); liveness runs
+# (LIVE) search for acceptance cycles of the never claim of `ltl live`
+# under weak fairness (-a -f). Exit status: 0 when every verdict is as
+# expected.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+pml=$here/mpmc.pml
+work=${MODEL_WORK:-$(mktemp -d /tmp/mpmc-model.XXXXXX)}
+mkdir -p "$work"
+MEMLIM=${MEMLIM:-4096}   # MiB per pan run
+JOBS=${JOBS:-2}
+
+command -v spin >/dev/null || { echo "spin not found (make model installs it)"; exit 2; }
+
+# name | spin -D flags | mode (safety|live)
+configs() {
+cat <<'EOF'
+wrap-1p1c-3laps|-DM=6 -DONEPROD -DONECONS -DMAXCRASH=0|safety
+wrap-shut-1p1c-3laps|-DM=6 -DONEPROD -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=0|safety
+wake-crash-join-2p1c|-DM=1 -DONECONS -DMAXCRASH=1 -DJOIN|safety
+wake-crash-1p2c|-DM=1 -DONEPROD -DMAXCRASH=1|safety
+shutdown-crash-2p1c|-DM=1 -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1|safety
+shutdown-crash-1p2c|-DM=1 -DONEPROD -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1|safety
+batch-crash-1p2c|-DM=2 -DONEPROD -DBATCH -DMAXCRASH=1|safety
+redeliver-crash-1p2c|-DM=1 -DONEPROD -DREDELIVER -DMAXCRASH=1 -DJOIN|safety
+live-wake-crash-2p1c|-DM=1 -DONECONS -DMAXCRASH=1 -DLIVE|live
+live-shutdown-crash-1p1c|-DM=2 -DONEPROD -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1 -DJOIN -DLIVE|live
+EOF
+}
+
+# name | flags | mode | what the mutant breaks
+mutants() {
+cat <<'EOF'
+m1-E1-after-E2|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_E1_AFTER_E2|safety|record written after the claim CAS
+m2-S1-after-retry|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_S1_AFTER_RETRY -DMUT_NO_CLAIMBEFORE|safety|announce after the re-check, claimBefore not consulted
+m2b-no-claimbefore|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_NO_CLAIMBEFORE|safety|sleeper ignores a claim made before its announcement
+m3-no-wake|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_NO_WAKE|safety|claimant does not wake on the asleep bit
+m4-no-livecheck|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_NO_LIVECHECK|safety|recovery without the liveness check
+m5-shutdown-after|-DM=1 -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=0 -DMUT_SHUT_AFTER|safety|consumer reads the shutdown flag after looking
+m6-join-noclear|-DM=1 -DONECONS -DMAXCRASH=1 -DJOIN -DMUT_JOIN_NOCLEAR -DLIVE|live|join does not clear the records
+EOF
+}
+
+# run NAME FLAGS MODE: prints "NAME errors states depth seconds" to $work/NAME.res
+run() {
+	local name=$1 flags=$2 mode=$3 d=$work/$1
+	mkdir -p "$d"
+	(
+		cd "$d" || exit 1
+		# shellcheck disable=SC2086
+		spin $flags -a "$pml" >spin.out 2>&1 || { echo "$name ERR 0 0 0 spin" >"$work/$name.res"; exit 0; }
+		local cflags="-O2 -DCOLLAPSE -DMEMLIM=$MEMLIM -DVECTORSZ=1024"
+		local pflags="-m10000000 -w26"
+		if [ "$mode" = safety ]; then
+			cflags="$cflags -DSAFETY"
+		else
+			cflags="$cflags -DNFAIR=4"
+			pflags="$pflags -a -f"
+		fi
+		# shellcheck disable=SC2086
+		gcc $cflags -o pan pan.c >cc.out 2>&1 || { echo "$name ERR 0 0 0 gcc" >"$work/$name.res"; exit 0; }
+		# shellcheck disable=SC2086
+		./pan $pflags >pan.out 2>&1
+		local errors states depth secs note=""
+		errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' pan.out | tail -1)
+		states=$(awk '/states, stored/ {print $1; exit}' pan.out)
+		depth=$(sed -n 's/.*depth reached \([0-9]*\).*/\1/p' pan.out | tail -1)
+		secs=$(sed -n 's/.*elapsed time \([0-9.e+]*\).*/\1/p' pan.out | tail -1)
+		grep -q "max search depth too small" pan.out && note="depth-limit"
+		grep -q "out of memory\|ran out of memory" pan.out && note="memory"
+		[ -n "$errors" ] || { errors=ERR; note="${note:-incomplete}"; }
+		[ -n "$note" ] && [ "$errors" = 0 ] && errors=ERR
+		echo "$name ${errors} ${states:-0} ${depth:-0} ${secs:-0} ${note:--} $(grep -m1 '^pan:1:' pan.out | cut -c8-60 | tr ' ' '_')" >"$work/$name.res"
+	)
+}
+
+# run the lines of a table ($1) JOBS at a time
+runall() {
+	local n=0
+	while IFS='|' read -r name flags mode _; do
+		run "$name" "$flags" "$mode" &
+		n=$((n + 1))
+		if [ $((n % JOBS)) -eq 0 ]; then wait; fi
+	done < <($1)
+	wait
+}
+
+mode=${1:-configs}
+t0=$(date +%s)
+case $mode in
+configs)
+	runall configs
+	fail=0 total=0 maxd=0
+	while IFS='|' read -r name flags m; do
+		read -r _ errors states depth secs note _ <"$work/$name.res"
+		printf '%-24s %-6s errors=%-4s states=%-10s depth=%-7s time=%ss %s\n' "$name" "$m" "$errors" "$states" "$depth" "$secs" "${note#-}"
+		[ "$errors" = 0 ] || { fail=1; echo "  see $work/$name/pan.out"; }
+		total=$((total + states))
+		[ "$depth" -gt "$maxd" ] && maxd=$depth
+	done < <(configs)
+	t=$(($(date +%s) - t0))
+	if [ $fail = 0 ]; then
+		echo "MODEL OK: $total states, depth $maxd, ${t} s"
+	else
+		echo "MODEL FAILED (work dir $work)"
+		exit 1
+	fi
+	;;
+mutants)
+	runall mutants
+	fail=0
+	while IFS='|' read -r name flags m what; do
+		read -r _ errors states depth secs note why <"$work/$name.res"
+		if [ "$errors" != 0 ] && [ "$errors" != ERR ]; then
+			printf 'CAUGHT   %-20s (%s): %s, %s states, %ss\n' "$name" "$what" "${why:-error}" "$states" "$secs"
+		else
+			printf 'ACCEPTED %-20s (%s): errors=%s %s\n' "$name" "$what" "$errors" "${note#-}"
+			fail=1
+		fi
+	done < <(mutants)
+	t=$(($(date +%s) - t0))
+	if [ $fail = 0 ]; then echo "MUTANTS OK: every mutant rejected, ${t} s"; else echo "MUTANTS FAILED: a mutant was accepted"; exit 1; fi
+	;;
+one)
+	line=$( (configs; mutants) | grep "^$2|")
+	IFS='|' read -r name flags m _ <<<"$line"
+	run "$name" "$flags" "$m"
+	cat "$work/$name.res"; echo "output: $work/$name/pan.out"
+	;;
+esac
