@@ -42,11 +42,12 @@ int main(int argc, char **argv)
 		char *buf = malloc(cap);
 		for (long got = 0; buf && (want < 0 || got < want); got++) {
 			int rc = mpmc_dequeue(q, buf, cap, &n, -1);
-			if (rc == MPMC_ECLOSED)
-				break;
 			if (rc != MPMC_OK) {
-				fprintf(stderr, "dequeue: %s\n", mpmc_strerror(rc));
-				status = 1;
+				/* MPMC_ECLOSED: shut down and drained, the normal end. */
+				if (rc != MPMC_ECLOSED) {
+					fprintf(stderr, "dequeue: %s\n", mpmc_strerror(rc));
+					status = 1;
+				}
 				break;
 			}
 			printf("%.*s\n", (int)n, buf);

@@ -193,6 +193,18 @@ static bool covers(uint64_t r, int side, uint64_t qpos)
 static uint64_t ld(_Atomic uint64_t *a) { return atomic_load_explicit(a, memory_order_seq_cst); }
 static void st_rel(_Atomic uint64_t *a, uint64_t v) { atomic_store_explicit(a, v, memory_order_release); }
 
+/* A slot ahead of position p (section 8.3, "w is stale"): either the position word has
+ * moved on since it was read (true; *w is reloaded), or the segment is
+ * corrupt (false). */
+static int moved_on(_Atomic uint64_t *pos, uint64_t p, uint64_t *w)
+{
+	uint64_t w2 = ld(pos);
+	if ((w2 & POS) == p)
+		return 0;
+	*w = w2;
+	return 1;
+}
+
 static void count(mpmc_queue *q, int idx)
 {
 	atomic_fetch_add_explicit(a64(q, OFF_CNT + 8 * (uint64_t)idx), 1, memory_order_relaxed);
@@ -419,10 +431,8 @@ static int enq1(mpmc_queue *q, int k, const void *msg, size_t len)
 		if (d < 0)
 			return MPMC_EFULL;
 		if (d > 0) {
-			uint64_t w2 = ld(enq);
-			if ((w2 & POS) == p)
+			if (!moved_on(enq, p, &w))
 				return MPMC_EBADSEG;
-			w = w2;
 			continue;
 		}
 		st_rel(rec, record_for(PRODUCERS, p, 1)); /* E1 */
@@ -475,10 +485,8 @@ static int deq1(mpmc_queue *q, int k, void *buf, size_t blen, size_t *n)
 		if (d < 0)
 			return nothing_at_head(q, p, c, shut);
 		if (d > 0) {
-			uint64_t w2 = ld(deq);
-			if ((w2 & POS) == p)
+			if (!moved_on(deq, p, &w))
 				return MPMC_EBADSEG;
-			w = w2;
 			continue;
 		}
 		if (!(c & W_SKIPPED)) {

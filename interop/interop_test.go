@@ -513,38 +513,53 @@ func TestGoProducerWakesCConsumer(t *testing.T) {
 	assert.Greater(t, q.Stats().ConsumerWakeups, wakes, "the Go producer kicked the consumers")
 }
 
+// goWokenByC starts call (a blocking Go call on a handle that does not
+// spin) and waits for the Go side to sleep (sleeps and wakeups pick the
+// counters of the side that sleeps), then runs the C role that claims
+// and must wake it. It checks the C peer's output, that its claim saw the
+// asleep bit and kicked, and that call returned promptly and without error.
+func goWokenByC(t *testing.T, q *mpmc.Queue, call func(ctx context.Context) error, sleeper string, sleeps, wakeups func(mpmc.Stats) uint64, cRole, cOut string, cArgs ...string) {
+	t.Helper()
+	type result struct {
+		err error
+		at  time.Time
+	}
+	res := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := call(ctx)
+		res <- result{err, time.Now()}
+	}()
+	waitStat(t, q, sleeper+" asleep", func(s mpmc.Stats) bool { return sleeps(s) > 0 })
+	wakes := wakeups(q.Stats())
+	c := startC(t, nil, cRole, q.Path(), cArgs...)
+	assert.Equal(t, cOut, c.wait(t, 10*time.Second))
+	assert.Greater(t, wakeups(q.Stats()), wakes, "the C claim saw the asleep bit and kicked")
+	select {
+	case r := <-res:
+		require.NoError(t, r.err)
+		// The Go idle slice is 2 s: a lost wake-up would mostly show here.
+		assert.Less(t, r.at.Sub(c.ended), 1500*time.Millisecond, sleeper+" returned promptly")
+	case <-time.After(10 * time.Second):
+		t.Fatal(sleeper + " was not woken")
+	}
+}
+
 // A Go consumer asleep on an empty queue is woken by a C producer's claim.
 func TestCProducerWakesGoConsumer(t *testing.T) {
 	q, p := newQueue(t, 8, 32)
 	h := openQueue(t, p)
 	h.SetSpin(0)
-	type got struct {
-		msg string
-		err error
-		at  time.Time
-	}
-	res := make(chan got, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+	var msg string
+	goWokenByC(t, q, func(ctx context.Context) error {
 		buf := make([]byte, 32)
 		n, err := h.Dequeue(ctx, buf)
-		res <- got{string(buf[:n]), err, time.Now()}
-	}()
-	waitStat(t, q, "the Go consumer asleep", func(s mpmc.Stats) bool { return s.ConsumerSleeps > 0 })
-	wakes := q.Stats().ConsumerWakeups
-	c := startC(t, nil, "put", p, "hello")
-	assert.Equal(t, "put\n", c.wait(t, 10*time.Second))
-	assert.Greater(t, q.Stats().ConsumerWakeups, wakes, "the C producer's claim saw the asleep bit and kicked")
-	select {
-	case r := <-res:
-		require.NoError(t, r.err)
-		assert.Equal(t, "hello", r.msg)
-		// The Go idle slice is 2 s: a lost wake-up would mostly show here.
-		assert.Less(t, r.at.Sub(c.ended), 1500*time.Millisecond, "the Go consumer returned promptly")
-	case <-time.After(10 * time.Second):
-		t.Fatal("the Go consumer was not woken")
-	}
+		msg = string(buf[:n])
+		return err
+	}, "the Go consumer", func(s mpmc.Stats) uint64 { return s.ConsumerSleeps },
+		func(s mpmc.Stats) uint64 { return s.ConsumerWakeups }, "put", "put\n", "hello")
+	assert.Equal(t, "hello", msg)
 }
 
 // A C producer asleep on a full queue is woken by a Go consumer's claim.
@@ -577,27 +592,9 @@ func TestCConsumerWakesGoProducer(t *testing.T) {
 	require.NoError(t, q.TryEnqueue([]byte("b")))
 	h := openQueue(t, p)
 	h.SetSpin(0)
-	res := make(chan error, 1)
-	var at time.Time
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		err := h.Enqueue(ctx, []byte("c"))
-		at = time.Now()
-		res <- err
-	}()
-	waitStat(t, q, "the Go producer asleep", func(s mpmc.Stats) bool { return s.ProducerSleeps > 0 })
-	wakes := q.Stats().ProducerWakeups
-	c := startC(t, nil, "take", p, "1")
-	assert.Equal(t, "ready\ngot a\n", c.wait(t, 10*time.Second))
-	assert.Greater(t, q.Stats().ProducerWakeups, wakes, "the C consumer's claim saw the asleep bit and kicked")
-	select {
-	case err := <-res:
-		require.NoError(t, err)
-		assert.Less(t, at.Sub(c.ended), 1500*time.Millisecond, "the Go producer returned promptly")
-	case <-time.After(10 * time.Second):
-		t.Fatal("the Go producer was not woken")
-	}
+	goWokenByC(t, q, func(ctx context.Context) error { return h.Enqueue(ctx, []byte("c")) },
+		"the Go producer", func(s mpmc.Stats) uint64 { return s.ProducerSleeps },
+		func(s mpmc.Stats) uint64 { return s.ProducerWakeups }, "take", "ready\ngot a\n", "1")
 }
 
 // ---- Shutdown from either side ----
@@ -944,21 +941,34 @@ func TestStoppedCProducerIsWaitedFor(t *testing.T) {
 	assert.Equal(t, "slow", string(buf[:n]))
 }
 
-// A live Go producer holding a Reservation is never overtaken by a C
-// consumer with a 10 ms recovery timeout.
-func TestHeldGoReservationIsWaitedForByC(t *testing.T) {
-	q, p := newQueue(t, 4, 32)
+// holdReservation starts a Go participant (role reserve-hold) that
+// reserves a slot and holds the reservation until commitReservation.
+func holdReservation(t *testing.T, p string) *proc {
 	g := startGo(t, "reserve-hold", p)
 	g.waitOutput(t, "ready\n", 10*time.Second)
 	fmt.Fprintln(g.stdin)
 	g.waitOutput(t, "held\n", 10*time.Second)
+	return g
+}
+
+// commitReservation tells the reserve-hold participant to commit "late"
+// and waits for it to exit.
+func (g *proc) commitReservation(t *testing.T) {
+	fmt.Fprintln(g.stdin)
+	assert.Equal(t, "ready\nheld\n", g.wait(t, 10*time.Second))
+}
+
+// A live Go producer holding a Reservation is never overtaken by a C
+// consumer with a 10 ms recovery timeout.
+func TestHeldGoReservationIsWaitedForByC(t *testing.T) {
+	q, p := newQueue(t, 4, 32)
+	g := holdReservation(t, p)
 	c := startC(t, []string{"MPMC_C_RECOVERY_MS=10"}, "take", p, "1")
 	c.waitOutput(t, "ready\n", 10*time.Second)
 	time.Sleep(300 * time.Millisecond) // 30 recovery timeouts
 	require.Equal(t, "ready\n", c.stdout.String(), "the C consumer took nothing yet")
 	require.Zero(t, q.Stats().RecoveredWrites, "a live Go claim was recovered by C")
-	fmt.Fprintln(g.stdin)
-	assert.Equal(t, "ready\nheld\n", g.wait(t, 10*time.Second))
+	g.commitReservation(t)
 	assert.Equal(t, "ready\ngot late\n", c.wait(t, 10*time.Second))
 }
 
@@ -986,15 +996,11 @@ func TestShutdownDuringCClaim(t *testing.T) {
 // once it is committed, and only then sees closed.
 func TestCDrainWaitsForGoReservationAcrossShutdown(t *testing.T) {
 	q, p := newQueue(t, 4, 32)
-	g := startGo(t, "reserve-hold", p)
-	g.waitOutput(t, "ready\n", 10*time.Second)
-	fmt.Fprintln(g.stdin)
-	g.waitOutput(t, "held\n", 10*time.Second)
+	g := holdReservation(t, p)
 	require.NoError(t, q.Shutdown())
 	c := startC(t, nil, "drain", p)
 	time.Sleep(200 * time.Millisecond)
 	require.Empty(t, c.stdout.String(), "the C consumer must wait at the claimed head, not report closed")
-	fmt.Fprintln(g.stdin)
-	assert.Equal(t, "ready\nheld\n", g.wait(t, 10*time.Second))
+	g.commitReservation(t)
 	assert.Equal(t, "got late\nclosed\n", c.wait(t, 10*time.Second))
 }

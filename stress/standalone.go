@@ -91,16 +91,57 @@ func (b *byHand) parse(args []string, stderr io.Writer) int {
 	return -1
 }
 
-// produceReport is what `stress produce` did.
-type produceReport struct {
+// loopReport is what `stress produce` and `stress consume` both report.
+type loopReport struct {
 	harness.Verdict
 	Path     string  `json:"path"`
 	Created  bool    `json:"created"`
-	Producer uint    `json:"producer"`
 	Messages uint64  `json:"messages"`
 	Seconds  float64 `json:"seconds"`
 	Stop     string  `json:"stop"`
-	Shutdown bool    `json:"shutdown"`
+}
+
+// loopFlags are the flags that produce and consume share.
+type loopFlags struct {
+	duration, spin *time.Duration
+	capacity       *int
+	seed           *uint64
+}
+
+// loopFlags defines the shared flags; seedUsage says what -seed must match.
+func (b *byHand) loopFlags(seedUsage string) loopFlags {
+	return loopFlags{
+		duration: b.fs.Duration("duration", 0, "stop after this long (0: no limit)"),
+		capacity: b.fs.Int("capacity", defaultCapacity, "capacity if the queue is created"),
+		seed:     b.fs.Uint64("seed", defaultSeed, seedUsage),
+		spin:     b.fs.Duration("spin", mpmc.DefaultSpin, "spin budget before sleeping on the futex"),
+	}
+}
+
+// openLoop opens the queue at rep.Path for a producer or consumer loop,
+// creating it with capacity and slot size if it is missing, and returns it
+// with a context that Ctrl-C (or SIGTERM) cancels. It returns a nil queue
+// and the exit status when the queue cannot be had. The caller closes the
+// queue and calls stop.
+func (b *byHand) openLoop(rep *loopReport, capacity, size int, spin time.Duration) (q *mpmc.Queue, ctx context.Context, stop func(), code int) {
+	q, created, err := openOrCreate(rep.Path, capacity, size)
+	if err != nil {
+		return nil, nil, nil, queueError(&b.out, b.fs.Name(), rep.Path, err)
+	}
+	rep.Created = created
+	if created {
+		b.out.say("created %s: capacity %d, slot size %d (remove it with rm when done)", rep.Path, q.Cap(), q.SlotSize())
+	}
+	q.SetSpin(spin)
+	ctx, stop = signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	return q, ctx, stop, -1
+}
+
+// produceReport is what `stress produce` did.
+type produceReport struct {
+	loopReport
+	Producer uint `json:"producer"`
+	Shutdown bool `json:"shutdown"`
 }
 
 func produceCmd(args []string, stdout, stderr io.Writer) int {
@@ -108,36 +149,28 @@ func produceCmd(args []string, stdout, stderr io.Writer) int {
 	fs, path, out := b.fs, b.path, &b.out
 	id := fs.Uint("id", 0, "producer id written into each message: give each producer its own")
 	messages := fs.Uint64("messages", 1_000_000, "messages to send (0: until -duration, shutdown or Ctrl-C)")
-	duration := fs.Duration("duration", 0, "stop after this long (0: no limit)")
 	size := fs.Int("size", defaultSize, "message size in bytes, header included (at most the queue's slot size)")
-	capacity := fs.Int("capacity", defaultCapacity, "capacity if the queue is created")
-	seed := fs.Uint64("seed", defaultSeed, "payload seed (consumers must use the same)")
-	spin := fs.Duration("spin", mpmc.DefaultSpin, "spin budget before sleeping on the futex")
+	lf := b.loopFlags("payload seed (consumers must use the same)")
 	shutdown := fs.Bool("shutdown", false, "shut the queue down when done, so that consumers drain it and stop")
 	if code := b.parse(args, stderr); code >= 0 {
 		return code
 	}
-	if *id > verify.MaxProducer || *duration < 0 {
+	if *id > verify.MaxProducer || *lf.duration < 0 {
 		return out.error(harness.CauseUsage, "produce: -id must be at most %d and -duration not negative", verify.MaxProducer)
 	}
-	q, created, err := openOrCreate(*path, *capacity, *size)
-	if err != nil {
-		return queueError(out, "produce", *path, err)
+	rep := &produceReport{loopReport: loopReport{Path: *path}, Producer: *id, Shutdown: *shutdown}
+	q, ctx, stop, code := b.openLoop(&rep.loopReport, *lf.capacity, *size, *lf.spin)
+	if q == nil {
+		return code
 	}
 	defer q.Close()
+	defer stop()
 	if err := checkGeometry(*size, 2); err != nil || *size > q.SlotSize() {
 		return out.error(harness.CauseUsage, "produce: -size %d must be in [%d, slot size %d]", *size, 24, q.SlotSize())
 	}
-	rep := &produceReport{Path: *path, Created: created, Producer: *id, Shutdown: *shutdown}
-	if created {
-		out.say("created %s: capacity %d, slot size %d (remove it with rm when done)", *path, q.Cap(), q.SlotSize())
-	}
-	q.SetSpin(*spin)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	cfg := producerConfig{loopConfig: loopConfig{Clock: newMonoClock(), Size: *size, Seed: *seed}, ID: uint32(*id), Count: *messages}
-	if *duration > 0 {
-		cfg.Deadline = time.Now().Add(*duration)
+	cfg := producerConfig{loopConfig: loopConfig{Clock: newMonoClock(), Size: *size, Seed: *lf.seed}, ID: uint32(*id), Count: *messages}
+	if *lf.duration > 0 {
+		cfg.Deadline = time.Now().Add(*lf.duration)
 	}
 	start := time.Now()
 	st, err := producerLoop(ctx, q, cfg)
@@ -181,12 +214,7 @@ func (t *producerTrack) observe(seq uint64) {
 
 // consumeReport is what `stress consume` saw.
 type consumeReport struct {
-	harness.Verdict
-	Path           string           `json:"path"`
-	Created        bool             `json:"created"`
-	Messages       uint64           `json:"messages"`
-	Seconds        float64          `json:"seconds"`
-	Stop           string           `json:"stop"`
+	loopReport
 	Producers      []*producerTrack `json:"producers"`
 	Latency        *Latency         `json:"latency_ns,omitempty"`
 	Corrupt        uint64           `json:"corrupt"`
@@ -197,32 +225,24 @@ func consumeCmd(args []string, stdout, stderr io.Writer) int {
 	b := newByHand("consume", "queue segment (created with -capacity and -size if missing)", stdout)
 	fs, path, out := b.fs, b.path, &b.out
 	messages := fs.Uint64("messages", 0, "stop after this many messages (0: until the queue is shut down)")
-	duration := fs.Duration("duration", 0, "stop after this long (0: no limit)")
 	size := fs.Int("size", defaultSize, "slot size if the queue is created")
-	capacity := fs.Int("capacity", defaultCapacity, "capacity if the queue is created")
-	seed := fs.Uint64("seed", defaultSeed, "payload seed the producers used")
-	spin := fs.Duration("spin", mpmc.DefaultSpin, "spin budget before sleeping on the futex")
+	lf := b.loopFlags("payload seed the producers used")
 	if code := b.parse(args, stderr); code >= 0 {
 		return code
 	}
-	if *duration < 0 {
+	if *lf.duration < 0 {
 		return out.error(harness.CauseUsage, "consume: -duration must not be negative")
 	}
-	q, created, err := openOrCreate(*path, *capacity, *size)
-	if err != nil {
-		return queueError(out, "consume", *path, err)
+	rep := &consumeReport{loopReport: loopReport{Path: *path}, Producers: []*producerTrack{}}
+	q, ctx, stop, code := b.openLoop(&rep.loopReport, *lf.capacity, *size, *lf.spin)
+	if q == nil {
+		return code
 	}
 	defer q.Close()
-	rep := &consumeReport{Path: *path, Created: created, Producers: []*producerTrack{}}
-	if created {
-		out.say("created %s: capacity %d, slot size %d (remove it with rm when done)", *path, q.Cap(), q.SlotSize())
-	}
-	q.SetSpin(*spin)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if *duration > 0 {
+	if *lf.duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
+		ctx, cancel = context.WithTimeout(ctx, *lf.duration)
 		defer cancel()
 	}
 	out.say("consuming from %s until it is shut down (Ctrl-C stops)", *path)
@@ -239,7 +259,7 @@ func consumeCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	hist := newLatencyHistogram()
 	start := time.Now()
-	st, err := consumerLoop(ctx, q, consumerConfig{loopConfig: loopConfig{Clock: newMonoClock(), Seed: *seed}, Limit: *messages, Hist: hist, Sink: sink})
+	st, err := consumerLoop(ctx, q, consumerConfig{loopConfig: loopConfig{Clock: newMonoClock(), Seed: *lf.seed}, Limit: *messages, Hist: hist, Sink: sink})
 	el := time.Since(start)
 	rep.Messages, rep.Seconds, rep.Stop, rep.Corrupt, rep.CorruptSamples = st.Messages, el.Seconds(), st.Stop, st.Corrupt, st.CorruptSamples
 	out.say("consumed %d messages in %.2f s; stopped by %s", st.Messages, el.Seconds(), st.Stop)

@@ -115,14 +115,18 @@ func machine() string {
 	return fmt.Sprintf("nproc %d, %s, Linux %s, %s", runtime.NumCPU(), model, kernel, runtime.Version())
 }
 
-// benchEnv is an embedded server in a temporary directory.
+// benchEnv is an embedded server in a temporary directory, with a
+// connection to it and the stream BENCH.
 type benchEnv struct {
-	dir  string
 	url  string
+	nc   *nats.Conn
 	stop func()
 }
 
-func newBenchEnv() (*benchEnv, error) {
+// newBenchEnv starts the server, connects to it as name and creates the
+// stream BENCH on subject: what every run does before it measures. stop
+// undoes all of it.
+func newBenchEnv(ctx context.Context, subject, name string) (*benchEnv, error) {
 	dir, err := os.MkdirTemp("", "mpmc-bridge-bench-")
 	if err != nil {
 		return nil, err
@@ -132,7 +136,32 @@ func newBenchEnv() (*benchEnv, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &benchEnv{dir: dir, url: s.ClientURL(), stop: func() { s.Shutdown(); s.WaitForShutdown(); os.RemoveAll(dir) }}, nil
+	e := &benchEnv{url: s.ClientURL(), stop: func() { s.Shutdown(); s.WaitForShutdown(); os.RemoveAll(dir) }}
+	if e.nc, err = e.conn(ctx, name); err == nil {
+		err = createStream(ctx, e.nc, "BENCH", subject)
+		if err != nil {
+			e.nc.Close()
+		}
+	}
+	if err != nil {
+		e.stop()
+		return nil, err
+	}
+	stopServer := e.stop
+	e.stop = func() { e.nc.Close(); stopServer() }
+	return e, nil
+}
+
+// reported returns the first error a producer or a bridge reported, in
+// place of err: the cause rather than its symptom. It returns err when
+// none was reported.
+func reported(errs <-chan error, err error) error {
+	select {
+	case e := <-errs:
+		return e
+	default:
+		return err
+	}
 }
 
 func (e *benchEnv) conn(ctx context.Context, name string) (*nats.Conn, error) {
@@ -155,21 +184,13 @@ func produce(cfg BenchConfig, p int, each func(msg []byte) error) error {
 }
 
 func benchBridged(ctx context.Context, cfg BenchConfig) (benchResult, error) {
-	env, err := newBenchEnv()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	env, err := newBenchEnv(ctx, "bench.a", "bench setup")
 	if err != nil {
 		return benchResult{}, err
 	}
 	defer env.stop()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	nc, err := env.conn(ctx, "bench setup")
-	if err != nil {
-		return benchResult{}, err
-	}
-	defer nc.Close()
-	if err := createStream(ctx, nc, "BENCH", "bench.a"); err != nil {
-		return benchResult{}, err
-	}
 	pa := fmt.Sprintf("/dev/shm/mpmc-bridge-bench-%d-a", os.Getpid())
 	pb := fmt.Sprintf("/dev/shm/mpmc-bridge-bench-%d-b", os.Getpid())
 	qa, err := mpmc.Create(pa, mpmc.Config{Capacity: 4096, SlotSize: cfg.Size, Redeliver: true})
@@ -231,41 +252,26 @@ func benchBridged(ctx context.Context, cfg BenchConfig) (benchResult, error) {
 	buf := make([]byte, cfg.Size)
 	for range cfg.Messages {
 		if _, err := qb.Dequeue(ctx, buf); err != nil {
-			select {
-			case e := <-errs:
-				err = e
-			default:
-			}
-			return benchResult{}, err
+			return benchResult{}, reported(errs, err)
 		}
 	}
 	total := time.Since(start)
 	pwg.Wait()
-	select {
-	case err := <-errs:
+	if err := reported(errs, nil); err != nil {
 		return benchResult{}, err
-	default:
 	}
 	return benchResult{total: total}, nil
 }
 
 func benchDirect(ctx context.Context, cfg BenchConfig) (benchResult, error) {
-	env, err := newBenchEnv()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	env, err := newBenchEnv(ctx, "bench.d", "bench consumer")
 	if err != nil {
 		return benchResult{}, err
 	}
 	defer env.stop()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	nc, err := env.conn(ctx, "bench consumer")
-	if err != nil {
-		return benchResult{}, err
-	}
-	defer nc.Close()
-	if err := createStream(ctx, nc, "BENCH", "bench.d"); err != nil {
-		return benchResult{}, err
-	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(env.nc)
 	if err != nil {
 		return benchResult{}, err
 	}
@@ -322,21 +328,14 @@ func benchDirect(ctx context.Context, cfg BenchConfig) (benchResult, error) {
 	for range cfg.Messages {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			select {
-			case e := <-errs:
-				err = e
-			default:
-			}
-			return benchResult{}, err
+			return benchResult{}, reported(errs, err)
 		}
 		_ = m.Ack()
 	}
 	total := time.Since(start)
 	pwg.Wait()
-	select {
-	case err := <-errs:
+	if err := reported(errs, nil); err != nil {
 		return benchResult{}, err
-	default:
 	}
 	if published == 0 {
 		return benchResult{}, errors.New("producers did not finish")

@@ -1,17 +1,21 @@
 package mpmc
 
-// Anonymous (memfd) queues, Send/Receive, File/OpenFile: in-process tests
-// of the validation and of descriptor hygiene, and real processes for the
-// hand-over across processes.
+// The backings other than a file under /dev/shm: anonymous (memfd) queues
+// and their hand-over (Send/Receive, File/OpenFile), System V segments and
+// huge pages.
 
 import (
 	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +23,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
+
+// Anonymous (memfd) queues, Send/Receive, File/OpenFile: in-process tests
+// of the validation and of descriptor hygiene, and real processes for the
+// hand-over across processes.
 
 func init() {
 	// Receives a queue on the socket inherited as descriptor 3, then
@@ -516,4 +524,313 @@ func fdList() string {
 		out += e.Name() + " " + target + "\n"
 	}
 	return out
+}
+
+func init() {
+	// Opens the System V queue of key MPMC_TEST_PATH, dequeues
+	// MPMC_TEST_COUNT messages "m<i>" and enqueues "done" (echo).
+	childRoles["sysv-echo"] = queueRole("open", openSysVKey, echo)
+	// Opens the System V queue and dies holding its participant.
+	childRoles["sysv-die"] = queueRole("open", openSysVKey, func(q *Queue) int {
+		fmt.Print(q.self)
+		os.Stdout.Sync()
+		os.Exit(0) // no Close
+		return 0
+	})
+}
+
+// openSysVKey opens the System V queue whose key is path (a child's
+// MPMC_TEST_PATH).
+func openSysVKey(path string) (*Queue, error) {
+	key, _ := strconv.ParseInt(path, 0, 64)
+	return OpenSysV(int(key))
+}
+
+// sysvKey returns a key with no segment, and removes whatever the test
+// leaves under it.
+func sysvKey(t *testing.T) int {
+	t.Helper()
+	for {
+		key := int(rand.Int32N(1<<30)) + 1<<30
+		if _, err := unix.SysvShmGet(key, 0, 0); err == nil {
+			continue
+		}
+		t.Cleanup(func() {
+			if id, err := unix.SysvShmGet(key, 0, 0); err == nil {
+				unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+			}
+			os.Remove(SysVLockPath(key))
+		})
+		return key
+	}
+}
+
+func TestSysVCreateOpen(t *testing.T) {
+	key := sysvKey(t)
+	q, err := CreateSysV(key, Config{Capacity: 16, SlotSize: 32})
+	require.NoError(t, err)
+	defer q.Close()
+	assert.Equal(t, sysvPath(key), q.Path())
+	_, err = CreateSysV(key, Config{Capacity: 16, SlotSize: 32})
+	assert.ErrorIs(t, err, fs.ErrExist)
+
+	// Visible in ipcs -m, mode 0600, the size of the layout.
+	out, err := exec.Command("ipcs", "-m").Output()
+	if err == nil {
+		assert.Contains(t, string(out), fmt.Sprintf("0x%08x", key))
+	}
+	id, err := unix.SysvShmGet(key, 0, 0)
+	require.NoError(t, err)
+	var ds unix.SysvShmDesc
+	_, err = unix.SysvShmCtl(id, unix.IPC_STAT, &ds)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(0o600), uint32(ds.Perm.Mode)&0o777)
+	assert.Equal(t, q.seg.totalSize, ds.Segsz)
+	st, err := os.Stat(SysVLockPath(key))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	r, err := OpenSysV(key)
+	require.NoError(t, err)
+	defer r.Close()
+	assert.NotEqual(t, q.self, r.self)
+	require.NoError(t, q.TryEnqueue([]byte("sysv")))
+	buf := make([]byte, 32)
+	n, err := r.TryDequeue(buf)
+	require.NoError(t, err)
+	assert.Equal(t, "sysv", string(buf[:n]))
+
+	// Send works for System V queues too.
+	h := handOver(t, q)
+	assert.Equal(t, sysvPath(key), h.Path())
+	require.NoError(t, h.TryEnqueue([]byte("x")))
+
+	info, err := InspectSysV(key)
+	require.NoError(t, err)
+	assert.Equal(t, 16, info.Capacity)
+	assert.Len(t, info.Participants, 3)
+	keys, err := ListSysV()
+	require.NoError(t, err)
+	assert.Contains(t, keys, key)
+
+	// In use: Clean leaves it.
+	removed, err := Clean(sysvLockDir)
+	require.NoError(t, err)
+	assert.NotContains(t, removed, SysVLockPath(key))
+}
+
+func TestSysVBadInput(t *testing.T) {
+	_, err := CreateSysV(0, Config{Capacity: 16, SlotSize: 32})
+	assert.ErrorIs(t, err, ErrInvalidConfig)
+	key := sysvKey(t)
+	_, err = OpenSysV(key)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	// A segment that is not a queue, with a lock file.
+	id, err := unix.SysvShmGet(key, headerSize+4096, unix.IPC_CREAT|unix.IPC_EXCL|0o600)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(SysVLockPath(key), nil, 0o600))
+	_, err = OpenSysV(key)
+	assert.ErrorIs(t, err, ErrBadSegment)
+	// Too small.
+	unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+	_, err = unix.SysvShmGet(key, 4096, unix.IPC_CREAT|unix.IPC_EXCL|0o600)
+	require.NoError(t, err)
+	_, err = OpenSysV(key)
+	assert.ErrorIs(t, err, ErrBadSegment)
+	assert.Contains(t, err.Error(), "smaller than")
+	// Clean leaves a segment that is not a queue alone.
+	removed, err := Clean(sysvLockDir)
+	require.NoError(t, err)
+	assert.NotContains(t, removed, SysVLockPath(key))
+}
+
+// TestProcessSysV: a child joins by key; another dies holding its
+// participant, which the lock file shows dead; Clean then removes the
+// unused segment and its lock file.
+func TestProcessSysV(t *testing.T) {
+	key := sysvKey(t)
+	q, err := CreateSysV(key, Config{Capacity: 16, SlotSize: 32})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const count = 50
+	c := startChild(t, ctx, "sysv-echo", strconv.Itoa(key), childCountEnv+"="+strconv.Itoa(count))
+	for i := range count {
+		require.NoError(t, q.Enqueue(ctx, []byte(fmt.Sprintf("m%d", i))))
+	}
+	c.wait(t, time.Minute)
+	buf := make([]byte, 32)
+	n, err := q.TryDequeue(buf)
+	require.NoError(t, err)
+	assert.Equal(t, "done", string(buf[:n]))
+
+	d := startChild(t, ctx, "sysv-die", strconv.Itoa(key))
+	d.wait(t, time.Minute)
+	idx, err := strconv.Atoi(strings.TrimSpace(d.stdout.String()))
+	require.NoError(t, err)
+	info, err := InspectSysV(key)
+	require.NoError(t, err)
+	for _, p := range info.Participants {
+		if p.Index == idx {
+			assert.False(t, p.Alive, "the dead child's lock went with it")
+		}
+	}
+	require.NoError(t, q.Close())
+	removed, err := Clean(sysvLockDir)
+	require.NoError(t, err)
+	assert.Contains(t, removed, SysVLockPath(key))
+	_, err = unix.SysvShmGet(key, 0, 0)
+	assert.ErrorIs(t, err, unix.ENOENT, "IPC_RMID done")
+	_, err = os.Stat(SysVLockPath(key))
+	assert.True(t, os.IsNotExist(err))
+}
+
+func TestSysVRemove(t *testing.T) {
+	key := sysvKey(t)
+	q, err := CreateSysV(key, Config{Capacity: 8, SlotSize: 8})
+	require.NoError(t, err)
+	require.NoError(t, RemoveSysV(key))
+	require.NoError(t, q.TryEnqueue([]byte("still")), "handles work until closed")
+	require.NoError(t, q.Close())
+	_, err = OpenSysV(key)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+}
+
+func TestSysVHugePages(t *testing.T) {
+	reserveHugePages(t, 4)
+	key := sysvKey(t)
+	q, err := CreateSysV(key, Config{Capacity: 64, SlotSize: 16 << 10, HugePages: true})
+	require.NoError(t, err)
+	defer q.Close()
+	r, err := OpenSysV(key)
+	require.NoError(t, err)
+	defer r.Close()
+	require.NoError(t, q.TryEnqueue(make([]byte, 16<<10)))
+	_, err = r.TryDequeue(make([]byte, 16<<10))
+	require.NoError(t, err)
+}
+
+const nrHugepages = "/proc/sys/vm/nr_hugepages"
+
+// reserveHugePages makes at least n huge pages free in the hugetlb pool,
+// through /proc/sys/vm/nr_hugepages where the kernel lets us, and puts the
+// old value back when the test ends; otherwise it skips the test, saying
+// why.
+func reserveHugePages(t testing.TB, n int) {
+	t.Helper()
+	if HugePageSize() == 0 {
+		t.Skip("no huge pages in this kernel (no Hugepagesize in /proc/meminfo)")
+	}
+	old, err := os.ReadFile(nrHugepages)
+	if err != nil {
+		t.Skipf("cannot read %s: %v", nrHugepages, err)
+	}
+	cur, _ := strconv.Atoi(strings.TrimSpace(string(old)))
+	free, _ := strconv.Atoi(hugeFree())
+	if free >= n {
+		return
+	}
+	if err := os.WriteFile(nrHugepages, []byte(strconv.Itoa(cur+n-free)), 0); err != nil {
+		t.Skipf("cannot reserve %d huge pages through %s: %v", n, nrHugepages, err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(nrHugepages, old, 0); err != nil {
+			t.Errorf("restore %s to %s: %v", nrHugepages, strings.TrimSpace(string(old)), err)
+		}
+	})
+	if free, _ = strconv.Atoi(hugeFree()); free < n {
+		t.Skipf("asked the kernel for %d more huge pages, %d free (memory too fragmented?)", n, free)
+	}
+}
+
+func TestHugePagesAnonymous(t *testing.T) {
+	reserveHugePages(t, 4)
+	q := newAnonymous(t, Config{Capacity: 64, SlotSize: 64 << 10, HugePages: true})
+	hp := hugePageSizeOf(q.seg.f)
+	require.NotZero(t, hp, "the memfd is on hugetlbfs")
+	require.NotNil(t, q.seg.whole)
+	assert.Zero(t, uint64(len(q.seg.whole))%hp, "whole huge pages mapped")
+	assert.Equal(t, int(q.seg.totalSize), len(q.seg.mem))
+	r := handOver(t, q) // sealed, validated, mapped in whole huge pages
+	assert.NotNil(t, r.seg.whole)
+	msg := make([]byte, 64<<10)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	buf := make([]byte, 64<<10)
+	for range 200 {
+		require.NoError(t, q.TryEnqueue(msg))
+		n, err := r.TryDequeue(buf)
+		require.NoError(t, err)
+		require.Equal(t, msg, buf[:n])
+	}
+	require.NoError(t, r.Close())
+	require.NoError(t, q.Close())
+}
+
+func TestHugePagesNoneAvailable(t *testing.T) {
+	if HugePageSize() == 0 {
+		t.Skip("no huge pages in this kernel")
+	}
+	old, err := os.ReadFile(nrHugepages)
+	require.NoError(t, err)
+	if free, _ := strconv.Atoi(hugeFree()); free > 0 {
+		// Empty the pool for the test, where we may.
+		if err := os.WriteFile(nrHugepages, []byte("0"), 0); err != nil {
+			t.Skipf("huge pages are free and %s is not writable: %v", nrHugepages, err)
+		}
+		t.Cleanup(func() { os.WriteFile(nrHugepages, old, 0) })
+		if free, _ := strconv.Atoi(hugeFree()); free > 0 {
+			t.Skip("huge pages still free (in use elsewhere)")
+		}
+	}
+	before := fdList()
+	_, err = CreateAnonymous(Config{Capacity: 64, SlotSize: 1024, HugePages: true})
+	require.ErrorIs(t, err, ErrNoHugePages)
+	assert.Contains(t, err.Error(), "nr_hugepages")
+	assert.Equal(t, before, fdList())
+}
+
+func TestHugePagesNamedTmpfs(t *testing.T) {
+	p := segPath(t)
+	q, err := Create(p, Config{Capacity: 64, SlotSize: 1024, HugePages: true})
+	if ok, why := shmemTHP(); !ok {
+		require.ErrorIs(t, err, ErrNoHugePages)
+		assert.Contains(t, err.Error(), why)
+		_, serr := os.Lstat(p)
+		assert.True(t, os.IsNotExist(serr), "nothing left at the path")
+		return
+	}
+	require.NoError(t, err)
+	q.Close()
+}
+
+// BenchmarkHugePages: an enqueue and a dequeue of 1 to 64 KiB through a
+// ring of 16 MiB and more (beyond the TLB's reach with 4 KiB pages), with
+// and without huge pages.
+func BenchmarkHugePages(b *testing.B) {
+	for _, size := range []int{1 << 10, 4 << 10, 16 << 10, 64 << 10} {
+		for _, huge := range []bool{false, true} {
+			b.Run(fmt.Sprintf("size=%dKiB/huge=%v", size>>10, huge), func(b *testing.B) {
+				capacity := max(16<<20/size, 256)
+				if huge {
+					reserveHugePages(b, (capacity*(size+64)+headerSize)/HugePageSize()+2)
+				}
+				q, err := CreateAnonymous(Config{Capacity: capacity, SlotSize: size, HugePages: huge})
+				require.NoError(b, err)
+				defer q.Close()
+				msg, buf := make([]byte, size), make([]byte, size)
+				// Keep the ring half full, so that the copies walk it.
+				for range capacity / 2 {
+					require.NoError(b, q.TryEnqueue(msg))
+				}
+				b.SetBytes(int64(size))
+				b.ResetTimer()
+				for range b.N {
+					q.TryEnqueue(msg)
+					q.TryDequeue(buf)
+				}
+			})
+		}
+	}
 }
