@@ -57,12 +57,10 @@ func Example() {
 // TryEnqueue and TryDequeue never wait: they report a full or empty queue
 // with an error, for callers that have something better to do.
 func ExampleQueue_TryEnqueue() {
-	path := filepath.Join("/dev/shm", fmt.Sprintf("mpmc-example-try-%d", os.Getpid()))
-	q, err := mpmc.Create(path, mpmc.Config{Capacity: 2, SlotSize: 8})
+	q, err := mpmc.CreateAnonymous(mpmc.Config{Capacity: 2, SlotSize: 8}) // no file to name or remove: this example stays in one process
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.Remove(path)
 	defer q.Close()
 
 	for _, m := range []string{"a", "b", "c"} {
@@ -102,12 +100,10 @@ func ExampleOpen() {
 // Enqueue and Dequeue wait, spinning briefly and then sleeping, until they
 // can go on or their context is done.
 func ExampleQueue_Dequeue() {
-	path := filepath.Join("/dev/shm", fmt.Sprintf("mpmc-example-deq-%d", os.Getpid()))
-	q, err := mpmc.Create(path, mpmc.Config{Capacity: 8, SlotSize: 64})
+	q, err := mpmc.CreateAnonymous(mpmc.Config{Capacity: 8, SlotSize: 64})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.Remove(path)
 	defer q.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10e6) // 10ms
@@ -122,12 +118,10 @@ func ExampleQueue_Dequeue() {
 // sits in consecutive positions, and the consumer takes what is there, up
 // to its buffers, in one call.
 func ExampleQueue_EnqueueBatch() {
-	path := filepath.Join("/dev/shm", fmt.Sprintf("mpmc-example-batch-%d", os.Getpid()))
-	q, err := mpmc.Create(path, mpmc.Config{Capacity: 64, SlotSize: 32})
+	q, err := mpmc.CreateAnonymous(mpmc.Config{Capacity: 64, SlotSize: 32})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.Remove(path)
 	defer q.Close()
 
 	ctx := context.Background()
@@ -157,12 +151,10 @@ func ExampleQueue_EnqueueBatch() {
 // Neither allocates, and a process killed while holding either is recovered
 // like one killed in Enqueue or Dequeue.
 func ExampleQueue_Reserve() {
-	path := filepath.Join("/dev/shm", fmt.Sprintf("mpmc-example-zc-%d", os.Getpid()))
-	q, err := mpmc.Create(path, mpmc.Config{Capacity: 8, SlotSize: 4096})
+	q, err := mpmc.CreateAnonymous(mpmc.Config{Capacity: 8, SlotSize: 4096})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.Remove(path)
 	defer q.Close()
 
 	ctx := context.Background()
