@@ -845,12 +845,8 @@ func TestSleepingProducerNoticesDeadConsumer(t *testing.T) {
 	}
 	st := q.Stats()
 	assert.Equal(t, uint64(1), st.RecoveredReads)
-	buf := make([]byte, 32)
-	for _, want := range []string{"m1", "m2"} {
-		n, err := q.TryDequeue(buf)
-		require.NoError(t, err)
-		assert.Equal(t, want, string(buf[:n]))
-	}
+	assert.Equal(t, "m1", tryDequeueString(t, q))
+	assert.Equal(t, "m2", tryDequeueString(t, q))
 }
 
 func TestSleepingConsumerNoticesDeadProducer(t *testing.T) {

@@ -562,6 +562,20 @@ static int try_op(mpmc_queue *q, struct op *o)
 	return rc;
 }
 
+/* Whether a sleeper stops waiting after an attempt that returned *rc: the
+ * call went through or failed, or the handle is closing (then *rc becomes
+ * MPMC_ECLOSED). */
+static bool done_waiting(mpmc_queue *q, int *rc)
+{
+	if (!blocked(*rc))
+		return true;
+	if (atomic_load(&q->closing)) {
+		*rc = MPMC_ECLOSED;
+		return true;
+	}
+	return false;
+}
+
 static int public_rc(int rc) { return rc == R_PENDING ? MPMC_EEMPTY : rc; }
 
 /* Waiting (section 9): spin, then sleep with the futex protocol. */
@@ -595,12 +609,8 @@ static int wait_op(mpmc_queue *q, struct op *o, int timeout_ms)
 	int64_t shortns = 0, since = 0;
 	for (;;) {
 		rc = try_op(q, o);
-		if (!blocked(rc))
+		if (done_waiting(q, &rc))
 			break;
-		if (atomic_load(&q->closing)) {
-			rc = MPMC_ECLOSED;
-			break;
-		}
 		int64_t now = now_mono();
 		if (deadline >= 0 && now >= deadline) {
 			rc = MPMC_ETIMEDOUT;
@@ -609,12 +619,8 @@ static int wait_op(mpmc_queue *q, struct op *o, int timeout_ms)
 		uint32_t v = atomic_load(F);                          /* 1. sample first */
 		uint64_t ob = atomic_fetch_or(other, ASLEEP) & POS;   /* 2. S1 */
 		rc = attempt(q, o);
-		if (!blocked(rc))
+		if (done_waiting(q, &rc))
 			break;
-		if (atomic_load(&q->closing)) {
-			rc = MPMC_ECLOSED;
-			break;
-		}
 		int64_t slice = atomic_load_explicit(&q->idle_ns, memory_order_relaxed);
 		int cs;
 		uint64_t cp, cc;

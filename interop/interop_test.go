@@ -255,49 +255,47 @@ func (p *proc) waitOutput(t *testing.T, s string, within time.Duration) {
 // itself holding it (reserve-die, take-die), or holds it until a second
 // line and commits it (reserve-hold).
 func goChild(role, path string) int {
+	failed := func(what string, err error) bool {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, what+":", err)
+		}
+		return err != nil
+	}
 	q, err := mpmc.Open(path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "open:", err)
+	if failed("open", err) {
 		return 1
 	}
 	fmt.Println("ready")
-	if _, err := fmt.Scanln(); err != nil {
-		fmt.Fprintln(os.Stderr, "stdin:", err)
+	if _, err := fmt.Scanln(); failed("stdin", err) {
 		return 1
 	}
 	switch role {
 	case "reserve-die":
 		r, err := q.TryReserve()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "reserve:", err)
+		if failed("reserve", err) {
 			return 1
 		}
 		copy(r.Bytes(), "never committed")
 	case "reserve-hold":
 		// A live producer holding its claim until told to commit.
 		r, err := q.TryReserve()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "reserve:", err)
+		if failed("reserve", err) {
 			return 1
 		}
 		n := copy(r.Bytes(), "late")
 		fmt.Println("held")
-		if _, err := fmt.Scanln(); err != nil {
-			fmt.Fprintln(os.Stderr, "stdin:", err)
+		if _, err := fmt.Scanln(); failed("stdin", err) {
 			return 1
 		}
-		if err := r.Commit(n); err != nil {
-			fmt.Fprintln(os.Stderr, "commit:", err)
+		if err := r.Commit(n); failed("commit", err) {
 			return 1
 		}
-		if err := q.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "close:", err)
+		if err := q.Close(); failed("close", err) {
 			return 1
 		}
 		return 0
 	case "take-die":
-		if _, err := q.TryTake(); err != nil {
-			fmt.Fprintln(os.Stderr, "take:", err)
+		if _, err := q.TryTake(); failed("take", err) {
 			return 1
 		}
 	default:
@@ -578,11 +576,7 @@ func TestGoConsumerWakesCProducer(t *testing.T) {
 	assert.Equal(t, "enqueued\n", c.wait(t, 10*time.Second))
 	assert.Less(t, c.ended.Sub(t0), 5*time.Second, "the C producer returned promptly after the dequeue")
 	assert.Greater(t, q.Stats().ProducerWakeups, wakes)
-	for _, want := range []string{"b", "c"} {
-		n, err := q.TryDequeue(buf)
-		require.NoError(t, err)
-		assert.Equal(t, want, string(buf[:n]))
-	}
+	takeAll(t, q, "b", "c")
 }
 
 // A Go producer asleep on a full queue is woken by a C consumer's claim.
@@ -595,6 +589,18 @@ func TestCConsumerWakesGoProducer(t *testing.T) {
 	goWokenByC(t, q, func(ctx context.Context) error { return h.Enqueue(ctx, []byte("c")) },
 		"the Go producer", func(s mpmc.Stats) uint64 { return s.ProducerSleeps },
 		func(s mpmc.Stats) uint64 { return s.ProducerWakeups }, "take", "ready\ngot a\n", "1")
+}
+
+// takeAll checks that the messages at the head, there now, are want, in
+// order, and takes them.
+func takeAll(t *testing.T, q *mpmc.Queue, want ...string) {
+	t.Helper()
+	buf := make([]byte, q.SlotSize())
+	for _, w := range want {
+		n, err := q.TryDequeue(buf)
+		require.NoError(t, err)
+		assert.Equal(t, w, string(buf[:n]))
+	}
 }
 
 // ---- Shutdown from either side ----
@@ -720,11 +726,7 @@ func TestKilledCConsumerRecoveredByGo(t *testing.T) {
 			startC(t, []string{"MPMC_C_CRASH=" + step}, "crash-dequeue", p).waitKilled(t, 10*time.Second)
 			require.Equal(t, uint64(1), q.Stats().DequeuePos, "the C consumer claimed position 0")
 			buf := make([]byte, 32)
-			for _, want := range []string{"b", "c", "d"} {
-				n, err := q.TryDequeue(buf)
-				require.NoError(t, err)
-				assert.Equal(t, want, string(buf[:n]))
-			}
+			takeAll(t, q, "b", "c", "d")
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			require.NoError(t, q.Enqueue(ctx, []byte("e")), "the dead consumer's slot is released")
@@ -767,12 +769,7 @@ func TestKilledGoConsumerRecoveredByC(t *testing.T) {
 	fmt.Fprintln(g.stdin)
 	g.waitKilled(t, 10*time.Second)
 	assert.Equal(t, "put\n", c.wait(t, 10*time.Second))
-	buf := make([]byte, 32)
-	for _, want := range []string{"b", "c", "d", "e"} {
-		n, err := q.TryDequeue(buf)
-		require.NoError(t, err)
-		assert.Equal(t, want, string(buf[:n]))
-	}
+	takeAll(t, q, "b", "c", "d", "e")
 	assert.Equal(t, uint64(1), q.Stats().RecoveredReads)
 }
 
@@ -887,12 +884,7 @@ func TestExample(t *testing.T) {
 	q, p := newQueue(t, 8, 64)
 	ex := bin(t, "example")
 	assert.Empty(t, start(t, nil, ex, "produce", p, "x", "yy", "zzz").wait(t, 10*time.Second))
-	buf := make([]byte, 64)
-	for _, want := range []string{"x", "yy", "zzz"} {
-		n, err := q.TryDequeue(buf)
-		require.NoError(t, err)
-		assert.Equal(t, want, string(buf[:n]))
-	}
+	takeAll(t, q, "x", "yy", "zzz")
 	require.NoError(t, q.TryEnqueue([]byte("p")))
 	require.NoError(t, q.TryEnqueue([]byte("q")))
 	require.NoError(t, q.Shutdown())

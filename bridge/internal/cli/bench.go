@@ -58,13 +58,7 @@ func Bench(ctx context.Context, cfg BenchConfig, stdout, stderr io.Writer) int {
 			slices.Reverse(kinds)
 		}
 		for _, kind := range kinds {
-			var r benchResult
-			var err error
-			if kind == "bridged" {
-				r, err = benchBridged(ctx, cfg)
-			} else {
-				r, err = benchDirect(ctx, cfg)
-			}
+			r, err := runBench(ctx, kind, cfg)
 			if err != nil {
 				return fail("%s, rep %d: %v", kind, rep+1, err)
 			}
@@ -183,14 +177,25 @@ func produce(cfg BenchConfig, p int, each func(msg []byte) error) error {
 	return nil
 }
 
-func benchBridged(ctx context.Context, cfg BenchConfig) (benchResult, error) {
+// runBench makes one measured run of kind ("bridged" or "direct"), with a
+// server of its own and a time limit; the run calls cancel to stop its
+// goroutines when one of them fails.
+func runBench(ctx context.Context, kind string, cfg BenchConfig) (benchResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	env, err := newBenchEnv(ctx, "bench.a", "bench setup")
+	subject, name, run := "bench.a", "bench setup", benchBridged
+	if kind == "direct" {
+		subject, name, run = "bench.d", "bench consumer", benchDirect
+	}
+	env, err := newBenchEnv(ctx, subject, name)
 	if err != nil {
 		return benchResult{}, err
 	}
 	defer env.stop()
+	return run(ctx, cancel, env, cfg)
+}
+
+func benchBridged(ctx context.Context, cancel context.CancelFunc, env *benchEnv, cfg BenchConfig) (benchResult, error) {
 	pa := fmt.Sprintf("/dev/shm/mpmc-bridge-bench-%d-a", os.Getpid())
 	pb := fmt.Sprintf("/dev/shm/mpmc-bridge-bench-%d-b", os.Getpid())
 	qa, err := mpmc.Create(pa, mpmc.Config{Capacity: 4096, SlotSize: cfg.Size, Redeliver: true})
@@ -263,14 +268,7 @@ func benchBridged(ctx context.Context, cfg BenchConfig) (benchResult, error) {
 	return benchResult{total: total}, nil
 }
 
-func benchDirect(ctx context.Context, cfg BenchConfig) (benchResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	env, err := newBenchEnv(ctx, "bench.d", "bench consumer")
-	if err != nil {
-		return benchResult{}, err
-	}
-	defer env.stop()
+func benchDirect(ctx context.Context, cancel context.CancelFunc, env *benchEnv, cfg BenchConfig) (benchResult, error) {
 	js, err := jetstream.New(env.nc)
 	if err != nil {
 		return benchResult{}, err
