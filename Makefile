@@ -15,6 +15,7 @@ test: vet
 	$(MAKE) bench-test
 	$(MAKE) interop
 	$(MAKE) bridge-test
+	$(MAKE) install-check
 	$(MAKE) model
 
 vet:
@@ -103,6 +104,13 @@ BRIDGE_REPS ?= 3
 .PHONY: bridge-bench
 bridge-bench:
 	cd bridge && $(GO) build -o bin/mpmc-bridge ./cmd/mpmc-bridge && ./bin/mpmc-bridge -bench -messages $(BRIDGE_MESSAGES) -reps $(BRIDGE_REPS)
+
+# go install of the tools as a user runs it (outside the workspace, from a
+# module proxy in a temporary directory that serves this checkout as
+# v0.1.0), then the installed stress and mpmc-bridge run.
+.PHONY: install-check
+install-check:
+	.ci/install-check
 
 # The SPIN model of the protocol (model/mpmc.pml, model/README.md): every
 # configuration, exhaustively, safety and liveness; installs spin if missing.
