@@ -65,7 +65,7 @@
 /* bookkeeping (ghost) of a producer that has ended, done in its last
  * shared step: it touches no shared word afterwards, so a separate step
  * would only add interleavings of nothing */
-#define PRODEND(fin) if :: fin -> pdone[me] = 1; nended++ :: else -> skip fi
+#define PRODEND(fin) if :: fin -> pdone[me] = 1; nended++; counted = 1 :: else -> skip fi
 
 /* results */
 #define R_OK     0
@@ -136,6 +136,58 @@ bit  finished;                   /* ghost: every process has ended */
 #else
 #define LOADSHUT(v) v = 0
 #endif
+/* zero-copy holds (zerocopy.go): which producers Reserve / Commit and which
+ * consumers Take / Release; ABORT: a reservation may be aborted */
+#if defined(RESERVEALL)
+#define ZC0 1
+#define ZC1 1
+#elif defined(RESERVE) && defined(ONEPROD)
+#define ZC0 1
+#define ZC1 0
+#elif defined(RESERVE)
+#define ZC0 0
+#define ZC1 1
+#else
+#define ZC0 0
+#define ZC1 0
+#endif
+#if defined(TAKEALL)
+#define ZC2 1
+#define ZC3 1
+#elif defined(TAKE) && defined(ONECONS)
+#define ZC2 1
+#define ZC3 0
+#elif defined(TAKE)
+#define ZC2 0
+#define ZC3 1
+#else
+#define ZC2 0
+#define ZC3 0
+#endif
+#ifdef ABORT
+#define ABORTING 1
+#else
+#define ABORTING 0
+#endif
+/* HOLDWAKE: a side all of whose blockers are holds relies on finish()'s
+ * wake-up, never on a short slice's timeout: the consumers when every
+ * producer reserves (RESERVEALL), the producers when every consumer takes
+ * (TAKEALL). Without SHUTDOWN (E4 gives a claim up without a wake check)
+ * and without skipped slots on the producers' side (take releases a skipped
+ * slot before the message without one). Only crashes (idleSlice, the
+ * recovery timeout) and IDLETIMEOUT still let a slice time out. */
+#if defined(HOLDWAKE) && defined(RESERVEALL)
+#define SHORTTO_CONS 0
+#else
+#define SHORTTO_CONS 1
+#endif
+#if defined(HOLDWAKE) && defined(TAKEALL)
+#define SHORTTO_PROD 0
+#else
+#define SHORTTO_PROD 1
+#endif
+#define SHORTTO(side) ((side) == CONS -> SHORTTO_CONS : SHORTTO_PROD)
+
 #ifdef REDELIVER
 #define REDELIVERING 1
 #else
@@ -165,6 +217,33 @@ inline kick(s) {
 	                W(FWAKE(0, 1))  /* kick: FUTEX_WAKE notFull */
 	fi
 }
+
+/* zerocopy.go finish(c, seq, word, s): the hold's last step, the store of
+ * its slot word (storeRelease), then c.rec.Store(recInUse) (E7 or D6: an
+ * XCHG on amd64), then fence(), then the load of the other side's position
+ * and, if its asleep bit is set, kick(s). The memory model is SC, which on
+ * amd64 (TSO) is exact here: the store of the slot word can pass nothing
+ * but later loads, and the XCHG and the fence both drain it before the
+ * load. MUT_FINISH_NOFENCE is finish() with neither (fence removed and the
+ * record stored with storeRelease like everywhere else): then the load may
+ * be satisfied before either store is visible to others, which is modelled
+ * by making the load first (the TSO store->load reordering). */
+#ifndef MUT_FINISH_NOFENCE
+#define FINISH(SEQSTORE, RECSTORE, abit, s) \
+	W(SEQSTORE);                     /* finish: storeRelease(seq, word) (E6 / E4 / D5) */ \
+	W(RECSTORE);                     /* finish: c.rec.Store(recInUse) (E7 / D6) */ \
+	                                 /* finish: fence() (nothing to model under SC) */ \
+	d_step { fa = abit };            /* finish: pos[s.other()].Load()&asleepBit */ \
+	if :: fa -> kick(s) :: else -> skip fi;   /* finish: kick(s) */ \
+	fa = 0
+#else
+#define FINISH(SEQSTORE, RECSTORE, abit, s) \
+	d_step { fa = abit };            /* MUTANT: the load passes the buffered stores */ \
+	W(SEQSTORE);                     /* finish: storeRelease(seq, word), visible only now */ \
+	W(RECSTORE);                     /* finish: the record store, plain */ \
+	if :: fa -> kick(s) :: else -> skip fi; \
+	fa = 0
+#endif
 
 /* Entries whose records are 0 throughout the run: the admin's own (entry 4:
  * it only ever writes the record of the entry it joins, rec[NPROC]) and
@@ -599,6 +678,59 @@ inline ringDequeue(maxk, maxs) {
 	od
 }
 
+/* ring.go take(rec) (zerocopy.go TryTake / Take): claimRead(rec, nil, 1)
+ * (D1-D3), release the skipped slot before the message (a claim of a
+ * skipped run and one slot), then narrow the record to the one position
+ * still held; only skipped slots: release, clear the record, look again.
+ * out: res, tpos (the position held), h0 (ghost: its message) */
+inline ringTake() {
+	do
+	:: true ->
+		claimRead(1, 2);
+		if
+		:: cm == 0 -> break
+		:: else -> skip
+		fi;
+		if
+		:: cm == 2 ->
+			/* take: r.release(p) of the skipped slot (D5's store) */
+			W(assert(consCl[SLOT(cpos)] == me + 1 && (seq[SLOT(cpos)] & FSKIP));
+			  seq[SLOT(cpos)] = SW(cpos + CAP, 0); consCl[SLOT(cpos)] = 0);
+			cpos++
+		:: else -> skip
+		fi;
+		/* take: sl.seq.Load() of the last slot: our own, nobody else
+		 * writes it (h0, taken at D2, says whether it is skipped) */
+		if
+		:: h0 == 0 ->
+			/* take: release(last); storeRelease(rec, recInUse); continue */
+			W(assert(consCl[SLOT(cpos)] == me + 1 && (seq[SLOT(cpos)] & FSKIP));
+			  seq[SLOT(cpos)] = SW(cpos + CAP, 0); consCl[SLOT(cpos)] = 0);
+			W(rec[myrec] = 0);
+			cpos = 0; cm = 0
+		:: h0 != 0 && cm == 2 ->
+			/* take: storeRelease(rec, recordFor(consumers, last, 1)) */
+			W(assert(!(seq[SLOT(cpos)] & FTAKE)); rec[myrec] = REC(CONS, cpos, 1));
+			tpos = cpos; cpos = 0; cm = 0; res = R_OK; break
+		:: h0 != 0 && cm == 1 ->
+			/* the record already names exactly this position */
+			tpos = cpos; cpos = 0; cm = 0; res = R_OK; break
+		fi
+	od
+}
+
+/* zerocopy.go Taken.Release: finish with seq p+cap (D5), the record (D6).
+ * The message is delivered here (Take returned it; a consumer that dies
+ * holding it has taken it: lostok, as for a Dequeue). */
+inline releaseHold() {
+	FINISH(assert(consCl[SLOT(tpos)] == me + 1 && prodCl[SLOT(tpos)] == 0);
+	       assert(!(seq[SLOT(tpos)] & FTAKE) && pay[SLOT(tpos)] != 0);
+	       seq[SLOT(tpos)] = SW(tpos + CAP, 0); consCl[SLOT(tpos)] = 0,
+	       rec[myrec] = 0; DELIVER,
+	       deqA, PROD);
+	tpos = 0
+}
+
 /* the futex wait of wait.go sleep(): sleep until the word differs from
  * the sampled value, a FUTEX_WAKE, or the slice times out (only a short
  * slice, unless idle timeouts are modelled); or the context is cancelled */
@@ -653,10 +785,31 @@ inline futexWait(shortS) {
 		ANNOUNCE_THEN_RETRY(side, otherpos, otherbit) \
 		if :: res != R_RETRY -> other = 0; break :: else -> skip fi; \
 		DECIDE_SLICE(side, CB); \
-		futexWait(sshort);                   /* sleep: futex wait on v, one slice */ \
+		futexWait(sshort && SHORTTO(side));  /* sleep: futex wait on v, one slice */ \
 		sshort = 0; \
 		if :: res == R_CANCEL -> break :: else -> skip fi \
 	od
+
+/* zerocopy.go Reservation.Commit(n) (E5: length, flags, origin, payload;
+ * then finish with seq p+1: E6) or, with ABORT, possibly Abort (finish with
+ * seq p+1|skipped: consumers pass over it); both for the one position held
+ * since the reservation's claim. The message is acknowledged at the record
+ * store (Commit returns with nothing shared in between). */
+inline commitHold(base) {
+	if
+	:: ABORTING -> ab = 1                           /* Reservation.Abort */
+	:: true -> ab = 0                               /* Reservation.Commit */
+	fi;
+	FINISH(assert(prodCl[SLOT(hpos)] == me + 1 && consCl[SLOT(hpos)] == 0);
+	       if
+	       :: !ab -> pay[SLOT(hpos)] = base; payR[SLOT(hpos)] = 0; seq[SLOT(hpos)] = SW(hpos + 1, 0)  /* Commit: E5, E6 */
+	       :: else -> seq[SLOT(hpos)] = SW(hpos + 1, FSKIP)  /* Abort: E4's word */
+	       fi;
+	       prodCl[SLOT(hpos)] = 0,
+	       rec[myrec] = 0; if :: !ab -> acked[base] = 1 :: else -> skip fi,
+	       enqA, CONS);
+	hpos = 0; ab = 0
+}
 
 /* ---------------- producers ---------------- */
 
@@ -671,7 +824,12 @@ inline futexWait(shortS) {
 		:: sh -> res = R_CLOSED \
 		:: else -> \
 			do \
-			:: ndone < ncall -> \
+			:: ndone < ncall && zc -> \
+				/* zerocopy.go reserve: claimWrite(rec, 1) (E1-E4), the claim then held */ \
+				claimWrite(1); \
+				if :: res == R_OK -> hpos = cpos; ndone = 1 :: else -> skip fi; \
+				break \
+			:: ndone < ncall && !zc -> \
 				rem = ncall - ndone; \
 				ringEnqueue(rem, MSGID(me, next + ndone), 0, (ndone + cm == ncall && next + ncall > M)); \
 				if :: res == R_OK -> ndone = ndone + cm :: else -> skip fi; \
@@ -695,10 +853,10 @@ inline futexWait(shortS) {
 	again = 0; \
 	if :: res == R_FULL -> res = R_RETRY :: else -> skip fi
 
-proctype Producer(byte me; bit batch; bit crashable) {
+proctype Producer(byte me; bit batch; bit crashable; bit zc) {
 	byte self = me, myrec = me;
-	byte next = 1, ncall, ndone, rem, i, j, w, cpos, cm, tries, rmsg, other;
-	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok, counted;
+	byte next = 1, ncall, ndone, rem, i, j, w, cpos, cm, tries, rmsg, other, hpos;
+	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok, counted, fa, ab;
 	byte hp, hw, hs;
 	int dd;
 	byte res;
@@ -706,19 +864,27 @@ proctype Producer(byte me; bit batch; bit crashable) {
 	do
 	:: next > M -> break
 	:: else ->
-		/* Enqueue (or EnqueueBatch of 2 for the first two of a batch producer) */
+		/* Enqueue (or EnqueueBatch of 2 for the first two of a batch
+		 * producer; or, zc, Reserve: zerocopy.go holdFor, the same
+		 * try / checkStall / sleep structure) */
 		if :: batch && next == 1 -> ncall = 2 :: else -> ncall = 1 fi;
 		ndone = 0;
 		SLEEP_LOOP(PROD, deqPos, deqA, CB_PROD);
 		if
-		:: res == R_OK -> next = next + ncall
+		:: res == R_OK && zc ->
+			/* the reservation is held: any number of steps of the
+			 * others may come before Commit (the process may be
+			 * slow, or crash: W's crash points below) */
+			commitHold(MSGID(me, next));
+			next = next + ncall
+		:: res == R_OK && !zc -> next = next + ncall
 		:: else -> break                              /* ErrClosed */
 		fi;
 		ncall = 0; ndone = 0; res = R_OK
 	od;
 	if
-	:: next > M -> skip                           /* ended at its last E7 (PRODEND) */
-	:: else -> atomic { pdone[me] = 1; nended++ }  /* ErrClosed: this process has ended */
+	:: counted -> skip                            /* ended at its last E7 (PRODEND) */
+	:: else -> atomic { pdone[me] = 1; nended++ }  /* this process has ended */
 	fi;
 	goto fin;
 crash:
@@ -744,7 +910,7 @@ fin:
 	do \
 	:: true -> \
 		SHUT_BEFORE; \
-		ringDequeue(maxk, maxs); \
+		if :: zc -> ringTake() :: else -> ringDequeue(maxk, maxs) fi; \
 		SHUT_AFTER; \
 		if \
 		:: res == R_PEND -> res = R_FULL \
@@ -762,10 +928,10 @@ fin:
 	again = 0; \
 	if :: res == R_FULL -> res = R_RETRY :: else -> skip fi
 
-proctype Consumer(byte me; byte maxk; byte maxs; bit crashable) {
+proctype Consumer(byte me; byte maxk; byte maxs; bit crashable; bit zc) {
 	byte self = me, myrec = me;
-	byte i, j, w, cpos, cm, ck, c, nk, h0, h1, tries, rmsg, other;
-	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok, counted;
+	byte i, j, w, cpos, cm, ck, c, nk, h0, h1, tries, rmsg, other, tpos;
+	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok, counted, fa, ab;
 	byte hp, hw, hs;
 	int dd;
 	byte res;
@@ -776,7 +942,8 @@ proctype Consumer(byte me; byte maxk; byte maxs; bit crashable) {
 		/* Dequeue (DequeueBatch when maxk == 2) */
 		SLEEP_LOOP(CONS, enqPos, enqA, CB_CONS);
 		if
-		:: res == R_OK -> skip                        /* delivered at D6 */
+		:: res == R_OK && zc -> releaseHold()          /* held: any number of steps of the others first */
+		:: res == R_OK && !zc -> skip                 /* delivered at D6 */
 		:: else -> break                              /* ErrClosed, or ctx done */
 		fi
 	od;
@@ -808,7 +975,7 @@ proctype Admin() {
 	byte myrec = NPROC;                               /* after join: the record it takes (takeRecord) */
 	bit crashable = 0;
 	byte i, j, w, cpos, cm, tries, rmsg, p, e, d, c, a0, a1, other;
-	bit wa, ok, sh, live, cov, rok, didShut, didJoin;
+	bit wa, ok, sh, live, cov, rok, didShut, didJoin, counted;
 	int dd;
 	byte res;
 
@@ -903,15 +1070,15 @@ init {
 #define C2K 1
 #define C2S 1                                         /* consumer 2: dequeue1 (TryDequeue's path) */
 #endif
-		run Producer(0, BATCHP, victim == 0);         /* EnqueueBatch of 2 first, with BATCH */
+		run Producer(0, BATCHP, victim == 0, ZC0);    /* EnqueueBatch of 2 first, with BATCH */
 #ifndef ONEPROD
-		run Producer(1, 0, victim == 1);
+		run Producer(1, 0, victim == 1, ZC1);
 #else
 		pdone[1] = 1;
 #endif
-		run Consumer(2, C2K, C2S, victim == 2);
+		run Consumer(2, C2K, C2S, victim == 2, ZC2);
 #ifndef ONECONS
-		run Consumer(3, 1, 2, victim == 3);           /* dequeue via claimRead(max 1) */
+		run Consumer(3, 1, 2, victim == 3, ZC3);      /* dequeue via claimRead(max 1), or Take */
 #endif
 		run Admin();
 		nstarted = 5;
