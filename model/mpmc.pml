@@ -99,6 +99,7 @@ bit  alive[NPROC];           /* the participant's F_OFD lock is held */
  * FUTEX_WAIT". */
 bit  stale[NPROC];
 bit  inwait[NPROC];
+bit  insample[NPROC];        /* i sampled its futex word and has not left the wait yet */
 
 /* ---------------- bookkeeping and ghosts ---------------- */
 byte crashes;
@@ -206,8 +207,11 @@ bit  finished;                   /* ghost: every process has ended */
 #endif
 
 /* kick(s) (ring.go): futex[s].Add(1), then FUTEX_WAKE of every waiter */
-#define FADD(a, b)  if :: !inwait[a] -> stale[a] = 1 :: else -> skip fi; \
-                    if :: !inwait[b] -> stale[b] = 1 :: else -> skip fi
+/* stale[a] is read only between a's sample and its futex wait (insample[a]):
+ * outside that window it is dead, and kept 0 so that states that differ
+ * only in a dead bit are one state */
+#define FADD(a, b)  if :: insample[a] && !inwait[a] -> stale[a] = 1 :: else -> skip fi; \
+                    if :: insample[b] && !inwait[b] -> stale[b] = 1 :: else -> skip fi
 #define FWAKE(a, b) inwait[a] = 0; inwait[b] = 0
 inline kick(s) {
 	if
@@ -734,13 +738,22 @@ inline releaseHold() {
 /* the futex wait of wait.go sleep(): sleep until the word differs from
  * the sampled value, a FUTEX_WAKE, or the slice times out (only a short
  * slice, unless idle timeouts are modelled); or the context is cancelled */
+#define TIMEOUTOK(shortS) ((shortS) || IDLE_TIMEOUTS || crashes > 0)
+#define CANCELLED (CTXCANCEL && ALLDONE)
 inline futexWait(shortS) {
-	d_step { if :: stale[me] -> skip :: else -> inwait[me] = 1 fi }  /* FUTEX_WAIT(v): EAGAIN if the word moved */
 	if
-	:: !inwait[me] -> skip                            /* woken, or the word differed */
-	:: atomic { inwait[me] && (shortS || IDLE_TIMEOUTS || crashes > 0) && !(CTXCANCEL && ALLDONE) ->
-		inwait[me] = 0 }                          /* the slice timed out */
-	:: atomic { CTXCANCEL && ALLDONE -> inwait[me] = 0; res = R_CANCEL; nended++; counted = 1 }  /* ctx done (AfterFunc kicks); the consumer ends (bookkeeping) */
+	:: d_step { stale[me] && !CANCELLED -> stale[me] = 0; insample[me] = 0 }  /* FUTEX_WAIT(v): EAGAIN, the word moved */
+	:: d_step { !stale[me] && TIMEOUTOK(shortS) && !CANCELLED -> insample[me] = 0 }
+		/* queued, then the slice times out: one step, as a FUTEX_WAKE
+		 * before the timeout is the same to this process (its stale and
+		 * inwait bits are dead until its next sample, see FADD) */
+	:: atomic { !stale[me] && !TIMEOUTOK(shortS) && !CANCELLED -> inwait[me] = 1 };  /* FUTEX_WAIT(v): queued */
+		if
+		:: d_step { !inwait[me] -> insample[me] = 0 }            /* woken by FUTEX_WAKE */
+		:: d_step { inwait[me] && TIMEOUTOK(shortS) && !CANCELLED -> inwait[me] = 0; insample[me] = 0 }  /* timed out (a crash since) */
+		:: atomic { CANCELLED -> inwait[me] = 0; insample[me] = 0; res = R_CANCEL; nended++; counted = 1 }  /* ctx done (AfterFunc kicks); the consumer ends (bookkeeping) */
+		fi
+	:: atomic { CANCELLED -> stale[me] = 0; insample[me] = 0; res = R_CANCEL; nended++; counted = 1 }  /* ctx done */
 	fi
 }
 
@@ -781,7 +794,7 @@ inline futexWait(shortS) {
 	:: true -> \
 		TRY(1);                              /* sleep: try(true) */ \
 		if :: res != R_RETRY -> break :: else -> skip fi; \
-		d_step { stale[me] = 0 };            /* sleep: v := futex[side].Load() */ \
+		d_step { stale[me] = 0; insample[me] = 1 };  /* sleep: v := futex[side].Load() */ \
 		ANNOUNCE_THEN_RETRY(side, otherpos, otherbit) \
 		if :: res != R_RETRY -> other = 0; break :: else -> skip fi; \
 		DECIDE_SLICE(side, CB); \
@@ -888,7 +901,7 @@ proctype Producer(byte me; bit batch; bit crashable; bit zc) {
 	fi;
 	goto fin;
 crash:
-	atomic { crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0; pdone[me] = 1; nended++ }
+	atomic { crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0; stale[me] = 0; insample[me] = 0; pdone[me] = 1; nended++ }
 fin:
 	skip
 }
@@ -951,7 +964,7 @@ proctype Consumer(byte me; byte maxk; byte maxs; bit crashable; bit zc) {
 	goto fin;
 crash:
 	atomic {
-		crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0;
+		crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0; stale[me] = 0; insample[me] = 0;
 		/* taken and not returned: lost, accounted for */
 		if :: h0 != 0 -> lostok[h0 % 64] = 1 :: else -> skip fi;
 		if :: h1 != 0 -> lostok[h1 % 64] = 1 :: else -> skip fi;
