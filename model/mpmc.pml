@@ -24,11 +24,20 @@
  *   IDLETIMEOUT  idle futex slices (idleSlice) may time out; without it only
  *                the short slices the protocol relies on may
  *   MAXCRASH=n   crashes per run (0 or 1)
+ *   VICTIM=i     with MAXCRASH=1: process i is the one that may crash
+ *                (default: any one, or none, chosen by init)
+ *   RESERVE      producer 1 (with ONEPROD: 0) uses Reserve / Commit
+ *   RESERVEALL   every producer does; ABORT: a reservation may be aborted
+ *   TAKE         consumer 3 (with ONECONS: 2) uses Take / Release
+ *   TAKEALL      every consumer does
+ *   HOLDWAKE     a side whose every blocker is a hold never times out a
+ *                short slice (it relies on finish()'s wake-up)
  *   JOIN         a new participant may join a dead one's entry
  *   REDELIVER    Config.Redeliver (R3)
  *   LIVE         add the liveness claim (run with -a -f)
  * Mutants: MUT_E1_AFTER_E2, MUT_S1_AFTER_RETRY, MUT_NO_CLAIMBEFORE,
- *   MUT_NO_WAKE, MUT_NO_LIVECHECK, MUT_SHUT_AFTER, MUT_JOIN_NOCLEAR.
+ *   MUT_NO_WAKE, MUT_NO_LIVECHECK, MUT_SHUT_AFTER, MUT_JOIN_NOCLEAR,
+ *   MUT_FINISH_NOFENCE.
  */
 
 #ifndef M
@@ -1060,7 +1069,9 @@ fin:
 
 init {
 	byte victim = 255;                                /* the process that may crash */
-#if MAXCRASH > 0
+#if MAXCRASH > 0 && defined(VICTIM)
+	victim = VICTIM;                                  /* one run per victim (the long runs) */
+#elif MAXCRASH > 0
 	if
 	:: victim = 255 :: victim = 0
 #ifndef ONEPROD
