@@ -4,6 +4,7 @@
 #
 #   model/run.sh             the configurations; prints MODEL OK / MODEL FAILED
 #   model/run.sh mutants     the mutants; prints which were caught
+#   model/run.sh long        the 2-producer, 2-consumer crash runs (not in make model)
 #   model/run.sh one NAME    one configuration or mutant by name
 #
 # Each run: spin -a (generate pan.c), gcc, ./pan. Safety runs are compiled
@@ -27,16 +28,35 @@ command -v spin >/dev/null || { echo "spin not found (make model installs it)"; 
 # name | spin -D flags | mode (safety|live|bitstate)
 configs() {
 cat <<'EOF'
-wrap-1p1c-3laps|-DM=6 -DONEPROD -DONECONS -DMAXCRASH=0|safety
-wrap-shut-1p1c-3laps|-DM=6 -DONEPROD -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=0|safety
-wake-crash-join-2p1c|-DM=1 -DONECONS -DMAXCRASH=1 -DJOIN|safety
-wake-crash-1p2c|-DM=1 -DONEPROD -DMAXCRASH=1|safety
-shutdown-crash-2p1c|-DM=1 -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1|safety
+wake-2p2c|-DM=1 -DMAXCRASH=0|safety
+holdwake-take-1p2c-3|-DM=3 -DONEPROD -DTAKEALL -DHOLDWAKE -DMAXCRASH=0|safety
 shutdown-crash-1p2c|-DM=1 -DONEPROD -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1|safety
+shutdown-crash-2p1c|-DM=1 -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1|safety
 batch-crash-1p2c|-DM=2 -DONEPROD -DBATCH -DMAXCRASH=1|safety
 redeliver-crash-1p2c|-DM=1 -DONEPROD -DREDELIVER -DMAXCRASH=1 -DJOIN|safety
 live-wake-crash-2p1c|-DM=1 -DONECONS -DMAXCRASH=1 -DLIVE|live
+wake-crash-join-2p1c|-DM=1 -DONECONS -DMAXCRASH=1 -DJOIN|safety
+wake-crash-1p2c|-DM=1 -DONEPROD -DMAXCRASH=1|safety
+hold-redeliver-crash-1p2c|-DM=2 -DONEPROD -DRESERVE -DTAKE -DREDELIVER -DMAXCRASH=1 -DJOIN|safety
+hold-shutdown-crash-2p1c|-DM=1 -DONECONS -DRESERVE -DTAKE -DABORT -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1|safety
+live-hold-crash-2p1c|-DM=1 -DONECONS -DRESERVE -DTAKE -DMAXCRASH=1 -DLIVE|live
+hold-crash-2p1c|-DM=1 -DONECONS -DRESERVE -DTAKE -DABORT -DMAXCRASH=1|safety
+holdwake-reserve-2p1c|-DM=1 -DONECONS -DRESERVEALL -DHOLDWAKE -DMAXCRASH=0|safety
+wrap-shut-1p1c-3laps|-DM=6 -DONEPROD -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=0|safety
+wrap-1p1c-3laps|-DM=6 -DONEPROD -DONECONS -DMAXCRASH=0|safety
 live-shutdown-crash-1p1c|-DM=2 -DONEPROD -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=1 -DJOIN -DLIVE|live
+EOF
+}
+
+# Too long for make model (minutes and several GB each): 2 producers and
+# 2 consumers with a crash, one run per process that may crash. Exhaustive.
+# model/run.sh long (MEMLIM=8000 recommended).
+long() {
+cat <<'EOF'
+wake-crash-2p2c-victim0|-DM=1 -DMAXCRASH=1 -DVICTIM=0|safety
+wake-crash-2p2c-victim1|-DM=1 -DMAXCRASH=1 -DVICTIM=1|safety
+wake-crash-2p2c-victim2|-DM=1 -DMAXCRASH=1 -DVICTIM=2|safety
+wake-crash-2p2c-victim3|-DM=1 -DMAXCRASH=1 -DVICTIM=3|safety
 EOF
 }
 
@@ -50,6 +70,8 @@ m3-no-wake|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_NO_WAKE|safety|claimant does not w
 m4-no-livecheck|-DM=1 -DONECONS -DMAXCRASH=0 -DMUT_NO_LIVECHECK|safety|recovery without the liveness check
 m5-shutdown-after|-DM=1 -DONECONS -DSHUTDOWN -DIDLETIMEOUT -DMAXCRASH=0 -DMUT_SHUT_AFTER|safety|consumer reads the shutdown flag after looking
 m6-join-noclear|-DM=1 -DONECONS -DMAXCRASH=1 -DJOIN -DMUT_JOIN_NOCLEAR -DLIVE|live|join does not clear the records
+m7-finish-nofence-commit|-DM=1 -DONECONS -DRESERVEALL -DHOLDWAKE -DMAXCRASH=0 -DMUT_FINISH_NOFENCE|safety|Commit's finish() load passes its stores (no barrier)
+m7b-finish-nofence-release|-DM=3 -DONEPROD -DTAKEALL -DHOLDWAKE -DMAXCRASH=0 -DMUT_FINISH_NOFENCE|safety|Release's finish() load passes its stores (no barrier)
 EOF
 }
 
@@ -102,8 +124,8 @@ runall() {
 mode=${1:-configs}
 t0=$(date +%s)
 case $mode in
-configs)
-	runall configs
+configs | long)
+	runall "$mode"
 	fail=0 total=0 maxd=0
 	while IFS='|' read -r name flags m; do
 		read -r _ errors states depth secs note _ <"$work/$name.res"
@@ -113,7 +135,7 @@ configs)
 		[ "$errors" = 0 ] || { fail=1; echo "  see $work/$name/pan.out"; }
 		total=$((total + states))
 		[ "$depth" -gt "$maxd" ] && maxd=$depth
-	done < <(configs)
+	done < <($mode)
 	t=$(($(date +%s) - t0))
 	if [ $fail = 0 ]; then
 		echo "MODEL OK: $total states, depth $maxd, ${t} s"
@@ -138,7 +160,7 @@ mutants)
 	if [ $fail = 0 ]; then echo "MUTANTS OK: every mutant rejected, ${t} s"; else echo "MUTANTS FAILED: a mutant was accepted"; exit 1; fi
 	;;
 one)
-	line=$( (configs; mutants) | grep "^$2|")
+	line=$( (configs; long; mutants) | grep "^$2|")
 	IFS='|' read -r name flags m _ <<<"$line"
 	run "$name" "$flags" "$m"
 	cat "$work/$name.res"; echo "output: $work/$name/pan.out"
