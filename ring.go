@@ -809,7 +809,7 @@ func (r *ring) take(rec *atomic.Uint64) (uint64, int, uint32, error) {
 			continue
 		}
 		// Narrow the record to the one position still held.
-		storeRelease(rec, recordFor(consumers, last, 1))
+		storeRelease(rec, recordFor(consumers, last, 1)) // model: ringTake, the narrowing store
 		n := uint64(sl.length)
 		if c&slotTakeover != 0 || n > r.slotSize {
 			r.release(last)

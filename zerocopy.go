@@ -57,7 +57,7 @@ func (q *Queue) reserve(ctx context.Context) (Reservation, error) {
 		if q.ring.shutdown.Load() != 0 {
 			return ErrClosed
 		}
-		pos, _, err = q.ring.claimWrite(c.rec, 1)
+		pos, _, err = q.ring.claimWrite(c.rec, 1) // model: Producer zc, TRY: claimWrite(1), hpos
 		return err
 	})
 	if err != nil {
@@ -122,7 +122,7 @@ func (r *Reservation) Commit(n int) error {
 	}
 	sl := q.ring.slot(r.pos)
 	sl.length, sl.flags, sl.origin = uint32(n), 0, r.pos
-	q.finish(r.c, &sl.seq, seqWord(r.pos+1, 0), consumers) // E6
+	q.finish(r.c, &sl.seq, seqWord(r.pos+1, 0), consumers) // E6; model: commitHold (Commit)
 	*r = Reservation{}
 	return nil
 }
@@ -134,7 +134,7 @@ func (r *Reservation) Abort() error {
 		return ErrNotHeld
 	}
 	q := r.q
-	q.finish(r.c, &q.ring.slot(r.pos).seq, seqWord(r.pos+1, slotSkipped), consumers) // E4
+	q.finish(r.c, &q.ring.slot(r.pos).seq, seqWord(r.pos+1, slotSkipped), consumers) // E4; model: commitHold (ABORT)
 	*r = Reservation{}
 	return nil
 }
@@ -159,8 +159,8 @@ func (q *Queue) Take(ctx context.Context) (Taken, error) {
 func (q *Queue) take(ctx context.Context) (Taken, error) {
 	var t Taken
 	c, err := q.holdFor(ctx, consumers, func(c call) (err error) {
-		shut := q.ring.shutdown.Load() != 0 // before looking: ring.go, invariant 6
-		t.pos, t.n, t.flags, err = q.ring.take(c.rec)
+		shut := q.ring.shutdown.Load() != 0           // before looking: ring.go, invariant 6
+		t.pos, t.n, t.flags, err = q.ring.take(c.rec) // model: ringTake
 		switch {
 		case err == errPending:
 			err = ErrEmpty
@@ -207,7 +207,7 @@ func (t *Taken) Release() error {
 		return ErrNotHeld
 	}
 	q := t.q
-	q.finish(t.c, &q.ring.slot(t.pos).seq, seqWord(t.pos+q.ring.capacity, 0), producers) // D5
+	q.finish(t.c, &q.ring.slot(t.pos).seq, seqWord(t.pos+q.ring.capacity, 0), producers) // D5; model: releaseHold
 	*t = Taken{}
 	return nil
 }
@@ -244,11 +244,16 @@ func (q *Queue) unhold(c call) {
 // wakes side s if it has sleepers: they may be waiting in short slices for
 // this very claim, which can be held for long. The fence orders the store
 // before the load of the asleep bit (ring.go, invariant 5).
+//
+// model: FINISH. c.rec.Store is an atomic Store, an XCHG on amd64, itself a
+// locked instruction between the store of seq and the load below; the model
+// (SC) therefore does not depend on fence() alone. MUT_FINISH_NOFENCE is the
+// variant with neither barrier (the record stored with storeRelease too).
 func (q *Queue) finish(c call, seq *atomic.Uint64, word uint64, s side) {
-	storeRelease(seq, word)
-	c.rec.Store(recInUse) // E7, D6
+	storeRelease(seq, word) // model: FINISH W(SEQSTORE)
+	c.rec.Store(recInUse)   // E7, D6; model: FINISH W(RECSTORE)
 	fence()
-	if q.ring.pos[s.other()].Load()&asleepBit != 0 {
+	if q.ring.pos[s.other()].Load()&asleepBit != 0 { // model: FINISH d_step { fa = abit }
 		q.ring.kick(s)
 	}
 	q.unhold(c)

@@ -24,11 +24,20 @@
  *   IDLETIMEOUT  idle futex slices (idleSlice) may time out; without it only
  *                the short slices the protocol relies on may
  *   MAXCRASH=n   crashes per run (0 or 1)
+ *   VICTIM=i     with MAXCRASH=1: process i is the one that may crash
+ *                (default: any one, or none, chosen by init)
+ *   RESERVE      producer 1 (with ONEPROD: 0) uses Reserve / Commit
+ *   RESERVEALL   every producer does; ABORT: a reservation may be aborted
+ *   TAKE         consumer 3 (with ONECONS: 2) uses Take / Release
+ *   TAKEALL      every consumer does
+ *   HOLDWAKE     a side whose every blocker is a hold never times out a
+ *                short slice (it relies on finish()'s wake-up)
  *   JOIN         a new participant may join a dead one's entry
  *   REDELIVER    Config.Redeliver (R3)
  *   LIVE         add the liveness claim (run with -a -f)
  * Mutants: MUT_E1_AFTER_E2, MUT_S1_AFTER_RETRY, MUT_NO_CLAIMBEFORE,
- *   MUT_NO_WAKE, MUT_NO_LIVECHECK, MUT_SHUT_AFTER, MUT_JOIN_NOCLEAR.
+ *   MUT_NO_WAKE, MUT_NO_LIVECHECK, MUT_SHUT_AFTER, MUT_JOIN_NOCLEAR,
+ *   MUT_FINISH_NOFENCE.
  */
 
 #ifndef M
@@ -62,6 +71,11 @@
 #define RPOS(r)       ((r) & 31)
 #define COVERS(r, s, p) (RCLAIM(r) && RSIDE(r) == (s) && (p) >= RPOS(r) && (p) - RPOS(r) < RN(r))
 
+/* bookkeeping (ghost) of a producer that has ended, done in its last
+ * shared step: it touches no shared word afterwards, so a separate step
+ * would only add interleavings of nothing */
+#define PRODEND(fin) if :: fin -> pdone[me] = 1; nended++; counted = 1 :: else -> skip fi
+
 /* results */
 #define R_OK     0
 #define R_FULL   1           /* ErrFull, ErrEmpty */
@@ -94,6 +108,7 @@ bit  alive[NPROC];           /* the participant's F_OFD lock is held */
  * FUTEX_WAIT". */
 bit  stale[NPROC];
 bit  inwait[NPROC];
+bit  insample[NPROC];        /* i sampled its futex word and has not left the wait yet */
 
 /* ---------------- bookkeeping and ghosts ---------------- */
 byte crashes;
@@ -131,6 +146,58 @@ bit  finished;                   /* ghost: every process has ended */
 #else
 #define LOADSHUT(v) v = 0
 #endif
+/* zero-copy holds (zerocopy.go): which producers Reserve / Commit and which
+ * consumers Take / Release; ABORT: a reservation may be aborted */
+#if defined(RESERVEALL)
+#define ZC0 1
+#define ZC1 1
+#elif defined(RESERVE) && defined(ONEPROD)
+#define ZC0 1
+#define ZC1 0
+#elif defined(RESERVE)
+#define ZC0 0
+#define ZC1 1
+#else
+#define ZC0 0
+#define ZC1 0
+#endif
+#if defined(TAKEALL)
+#define ZC2 1
+#define ZC3 1
+#elif defined(TAKE) && defined(ONECONS)
+#define ZC2 1
+#define ZC3 0
+#elif defined(TAKE)
+#define ZC2 0
+#define ZC3 1
+#else
+#define ZC2 0
+#define ZC3 0
+#endif
+#ifdef ABORT
+#define ABORTING 1
+#else
+#define ABORTING 0
+#endif
+/* HOLDWAKE: a side all of whose blockers are holds relies on finish()'s
+ * wake-up, never on a short slice's timeout: the consumers when every
+ * producer reserves (RESERVEALL), the producers when every consumer takes
+ * (TAKEALL). Without SHUTDOWN (E4 gives a claim up without a wake check)
+ * and without skipped slots on the producers' side (take releases a skipped
+ * slot before the message without one). Only crashes (idleSlice, the
+ * recovery timeout) and IDLETIMEOUT still let a slice time out. */
+#if defined(HOLDWAKE) && defined(RESERVEALL)
+#define SHORTTO_CONS 0
+#else
+#define SHORTTO_CONS 1
+#endif
+#if defined(HOLDWAKE) && defined(TAKEALL)
+#define SHORTTO_PROD 0
+#else
+#define SHORTTO_PROD 1
+#endif
+#define SHORTTO(side) ((side) == CONS -> SHORTTO_CONS : SHORTTO_PROD)
+
 #ifdef REDELIVER
 #define REDELIVERING 1
 #else
@@ -149,8 +216,11 @@ bit  finished;                   /* ghost: every process has ended */
 #endif
 
 /* kick(s) (ring.go): futex[s].Add(1), then FUTEX_WAKE of every waiter */
-#define FADD(a, b)  if :: !inwait[a] -> stale[a] = 1 :: else -> skip fi; \
-                    if :: !inwait[b] -> stale[b] = 1 :: else -> skip fi
+/* stale[a] is read only between a's sample and its futex wait (insample[a]):
+ * outside that window it is dead, and kept 0 so that states that differ
+ * only in a dead bit are one state */
+#define FADD(a, b)  if :: insample[a] && !inwait[a] -> stale[a] = 1 :: else -> skip fi; \
+                    if :: insample[b] && !inwait[b] -> stale[b] = 1 :: else -> skip fi
 #define FWAKE(a, b) inwait[a] = 0; inwait[b] = 0
 inline kick(s) {
 	if
@@ -161,12 +231,56 @@ inline kick(s) {
 	fi
 }
 
+/* zerocopy.go finish(c, seq, word, s): the hold's last step, the store of
+ * its slot word (storeRelease), then c.rec.Store(recInUse) (E7 or D6: an
+ * XCHG on amd64), then fence(), then the load of the other side's position
+ * and, if its asleep bit is set, kick(s). The memory model is SC, which on
+ * amd64 (TSO) is exact here: the store of the slot word can pass nothing
+ * but later loads, and the XCHG and the fence both drain it before the
+ * load. MUT_FINISH_NOFENCE is finish() with neither (fence removed and the
+ * record stored with storeRelease like everywhere else): then the load may
+ * be satisfied before either store is visible to others, which is modelled
+ * by making the load first (the TSO store->load reordering). */
+#ifndef MUT_FINISH_NOFENCE
+#define FINISH(SEQSTORE, RECSTORE, abit, s) \
+	W(SEQSTORE);                     /* finish: storeRelease(seq, word) (E6 / E4 / D5) */ \
+	W(RECSTORE);                     /* finish: c.rec.Store(recInUse) (E7 / D6) */ \
+	                                 /* finish: fence() (nothing to model under SC) */ \
+	d_step { fa = abit };            /* finish: pos[s.other()].Load()&asleepBit */ \
+	if :: fa -> kick(s) :: else -> skip fi;   /* finish: kick(s) */ \
+	fa = 0
+#else
+#define FINISH(SEQSTORE, RECSTORE, abit, s) \
+	d_step { fa = abit };            /* MUTANT: the load passes the buffered stores */ \
+	W(SEQSTORE);                     /* finish: storeRelease(seq, word), visible only now */ \
+	W(RECSTORE);                     /* finish: the record store, plain */ \
+	if :: fa -> kick(s) :: else -> skip fi; \
+	fa = 0
+#endif
+
+/* Entries whose records are 0 throughout the run: the admin's own (entry 4:
+ * it only ever writes the record of the entry it joins, rec[NPROC]) and
+ * those of processes the configuration leaves out. Their loads are pure
+ * loads of a constant, left out of heldLive's scan. */
+#ifdef ONEPROD
+#define NOPROD1 1
+#else
+#define NOPROD1 0
+#endif
+#ifdef ONECONS
+#define NOCONS3 1
+#else
+#define NOCONS3 0
+#endif
+#define UNUSED_ENTRY(j) ((j) == ADMIN || ((j) == 1 && NOPROD1) || ((j) == 3 && NOCONS3))
+
 /* ring.go heldLive: does a live participant's record cover pos of side s?
  * one load per record, one liveness check (F_OFD_GETLK) per covering one */
 inline heldLive(s, p) {
 	live = 0; j = 0;
 	do
-	:: j < NPROC ->
+	:: j < NPROC && UNUSED_ENTRY(j) -> j++          /* a record that is always 0 */
+	:: j < NPROC && !UNUSED_ENTRY(j) ->
 		/* heldLive: record(i,k).Load() for each record of entry j */
 		d_step { cov = COVERS(rec[j], s, p) || (j == deadIdx && COVERS(rec[NPROC], s, p)) }
 		if
@@ -384,8 +498,10 @@ inline claimWrite(nwant) {
 }
 
 /* ring.go enqueue(rec, msgs, flags): claimWrite, write each (E5, E6), E7.
- * base: the id of the first message; rflag: flagRedelivered */
-inline ringEnqueue(nwant, base, rflag) {
+ * base: the id of the first message; rflag: flagRedelivered; fin: this E7
+ * ends the producer's last call (its bookkeeping is then done in the same
+ * step: the producer touches no shared word after it) */
+inline ringEnqueue(nwant, base, rflag, fin) {
 	claimWrite(nwant);
 	if
 	:: res == R_OK ->
@@ -404,7 +520,8 @@ inline ringEnqueue(nwant, base, rflag) {
 		 * acknowledged here (what follows until the call returns touches
 		 * no shared word: a crash there is a crash after the return) */
 		W(rec[myrec] = 0;
-		  if :: !rflag -> i = 0; do :: i < cm -> acked[base + i] = 1; i++ :: else -> break od :: else -> skip fi);
+		  if :: !rflag -> i = 0; do :: i < cm -> acked[base + i] = 1; i++ :: else -> break od :: else -> skip fi;
+		  PRODEND(fin));
 		i = 0
 	:: else -> skip
 	fi
@@ -416,7 +533,7 @@ inline enqueueAgain(msg) {
 	tries = 0;
 	do
 	:: true ->
-		ringEnqueue(1, msg, 1);
+		ringEnqueue(1, msg, 1, 0);
 		cpos = 0; cm = 0;
 		if
 		:: res == R_FULL && tries < 1 -> tries++      /* full: retry within redeliverWait */
@@ -498,6 +615,17 @@ inline claimRead(maxk, maxs) {
 	w = 0; wa = 0
 }
 
+/* per-producer order, as seen by consumer me. With M == 1 every sequence
+ * is 1 and the assertion cannot fail (a second delivery of the same message
+ * is caught by !delivered): the ghost is then left out, so that states that
+ * differ only in which consumer saw a message first are one state. */
+#if M > 1
+#define ORDER(h) assert(MSEQ(h) > lastSeen[2 * (me - 2) + MPROD(h)]);\
+					lastSeen[2 * (me - 2) + MPROD(h)] = MSEQ(h)
+#else
+#define ORDER(h) skip
+#endif
+
 /* the Dequeue that took h0, h1 returns them: exactly once, in order */
 #define DELIVER \
 			if\
@@ -507,8 +635,7 @@ inline claimRead(maxk, maxs) {
 				:: h0 < 64 ->\
 					assert(!delivered[h0]); delivered[h0] = 1;\
 					/* per-producer order, as seen by this consumer */\
-					assert(MSEQ(h0) > lastSeen[2 * (me - 2) + MPROD(h0)]);\
-					lastSeen[2 * (me - 2) + MPROD(h0)] = MSEQ(h0)\
+					ORDER(h0)\
 				:: else -> assert(!delivered[h0 - 64]); delivered[h0 - 64] = 1\
 				fi\
 			  :: else -> skip\
@@ -518,8 +645,7 @@ inline claimRead(maxk, maxs) {
 				if\
 				:: h1 < 64 ->\
 					assert(!delivered[h1]); delivered[h1] = 1;\
-					assert(MSEQ(h1) > lastSeen[2 * (me - 2) + MPROD(h1)]);\
-					lastSeen[2 * (me - 2) + MPROD(h1)] = MSEQ(h1)\
+					ORDER(h1)\
 				:: else -> assert(!delivered[h1 - 64]); delivered[h1 - 64] = 1\
 				fi\
 			  :: else -> skip\
@@ -565,16 +691,78 @@ inline ringDequeue(maxk, maxs) {
 	od
 }
 
+/* ring.go take(rec) (zerocopy.go TryTake / Take): claimRead(rec, nil, 1)
+ * (D1-D3), release the skipped slot before the message (a claim of a
+ * skipped run and one slot), then narrow the record to the one position
+ * still held; only skipped slots: release, clear the record, look again.
+ * out: res, tpos (the position held), h0 (ghost: its message) */
+inline ringTake() {
+	do
+	:: true ->
+		claimRead(1, 2);
+		if
+		:: cm == 0 -> break
+		:: else -> skip
+		fi;
+		if
+		:: cm == 2 ->
+			/* take: r.release(p) of the skipped slot (D5's store) */
+			W(assert(consCl[SLOT(cpos)] == me + 1 && (seq[SLOT(cpos)] & FSKIP));
+			  seq[SLOT(cpos)] = SW(cpos + CAP, 0); consCl[SLOT(cpos)] = 0);
+			cpos++
+		:: else -> skip
+		fi;
+		/* take: sl.seq.Load() of the last slot: our own, nobody else
+		 * writes it (h0, taken at D2, says whether it is skipped) */
+		if
+		:: h0 == 0 ->
+			/* take: release(last); storeRelease(rec, recInUse); continue */
+			W(assert(consCl[SLOT(cpos)] == me + 1 && (seq[SLOT(cpos)] & FSKIP));
+			  seq[SLOT(cpos)] = SW(cpos + CAP, 0); consCl[SLOT(cpos)] = 0);
+			W(rec[myrec] = 0);
+			cpos = 0; cm = 0
+		:: h0 != 0 && cm == 2 ->
+			/* take: storeRelease(rec, recordFor(consumers, last, 1)) */
+			W(assert(!(seq[SLOT(cpos)] & FTAKE)); rec[myrec] = REC(CONS, cpos, 1));
+			tpos = cpos; cpos = 0; cm = 0; res = R_OK; break
+		:: h0 != 0 && cm == 1 ->
+			/* the record already names exactly this position */
+			tpos = cpos; cpos = 0; cm = 0; res = R_OK; break
+		fi
+	od
+}
+
+/* zerocopy.go Taken.Release: finish with seq p+cap (D5), the record (D6).
+ * The message is delivered here (Take returned it; a consumer that dies
+ * holding it has taken it: lostok, as for a Dequeue). */
+inline releaseHold() {
+	FINISH(assert(consCl[SLOT(tpos)] == me + 1 && prodCl[SLOT(tpos)] == 0);
+	       assert(!(seq[SLOT(tpos)] & FTAKE) && pay[SLOT(tpos)] != 0);
+	       seq[SLOT(tpos)] = SW(tpos + CAP, 0); consCl[SLOT(tpos)] = 0,
+	       rec[myrec] = 0; DELIVER,
+	       deqA, PROD);
+	tpos = 0
+}
+
 /* the futex wait of wait.go sleep(): sleep until the word differs from
  * the sampled value, a FUTEX_WAKE, or the slice times out (only a short
  * slice, unless idle timeouts are modelled); or the context is cancelled */
+#define TIMEOUTOK(shortS) ((shortS) || IDLE_TIMEOUTS || crashes > 0)
+#define CANCELLED (CTXCANCEL && ALLDONE)
 inline futexWait(shortS) {
-	d_step { if :: stale[me] -> skip :: else -> inwait[me] = 1 fi }  /* FUTEX_WAIT(v): EAGAIN if the word moved */
 	if
-	:: !inwait[me] -> skip                            /* woken, or the word differed */
-	:: inwait[me] && (shortS || IDLE_TIMEOUTS || crashes > 0) && !(CTXCANCEL && ALLDONE) ->
-		inwait[me] = 0                            /* the slice timed out */
-	:: CTXCANCEL && ALLDONE -> inwait[me] = 0; res = R_CANCEL      /* ctx done (AfterFunc kicks) */
+	:: d_step { stale[me] && !CANCELLED -> stale[me] = 0; insample[me] = 0 }  /* FUTEX_WAIT(v): EAGAIN, the word moved */
+	:: d_step { !stale[me] && TIMEOUTOK(shortS) && !CANCELLED -> insample[me] = 0 }
+		/* queued, then the slice times out: one step, as a FUTEX_WAKE
+		 * before the timeout is the same to this process (its stale and
+		 * inwait bits are dead until its next sample, see FADD) */
+	:: atomic { !stale[me] && !TIMEOUTOK(shortS) && !CANCELLED -> inwait[me] = 1 };  /* FUTEX_WAIT(v): queued */
+		if
+		:: d_step { !inwait[me] -> insample[me] = 0 }            /* woken by FUTEX_WAKE */
+		:: d_step { inwait[me] && TIMEOUTOK(shortS) && !CANCELLED -> inwait[me] = 0; insample[me] = 0 }  /* timed out (a crash since) */
+		:: atomic { CANCELLED -> inwait[me] = 0; insample[me] = 0; res = R_CANCEL; nended++; counted = 1 }  /* ctx done (AfterFunc kicks); the consumer ends (bookkeeping) */
+		fi
+	:: atomic { CANCELLED -> stale[me] = 0; insample[me] = 0; res = R_CANCEL; nended++; counted = 1 }  /* ctx done */
 	fi
 }
 
@@ -615,14 +803,35 @@ inline futexWait(shortS) {
 	:: true -> \
 		TRY(1);                              /* sleep: try(true) */ \
 		if :: res != R_RETRY -> break :: else -> skip fi; \
-		d_step { stale[me] = 0 };            /* sleep: v := futex[side].Load() */ \
+		d_step { stale[me] = 0; insample[me] = 1 };  /* sleep: v := futex[side].Load() */ \
 		ANNOUNCE_THEN_RETRY(side, otherpos, otherbit) \
 		if :: res != R_RETRY -> other = 0; break :: else -> skip fi; \
 		DECIDE_SLICE(side, CB); \
-		futexWait(sshort);                   /* sleep: futex wait on v, one slice */ \
+		futexWait(sshort && SHORTTO(side));  /* sleep: futex wait on v, one slice */ \
 		sshort = 0; \
 		if :: res == R_CANCEL -> break :: else -> skip fi \
 	od
+
+/* zerocopy.go Reservation.Commit(n) (E5: length, flags, origin, payload;
+ * then finish with seq p+1: E6) or, with ABORT, possibly Abort (finish with
+ * seq p+1|skipped: consumers pass over it); both for the one position held
+ * since the reservation's claim. The message is acknowledged at the record
+ * store (Commit returns with nothing shared in between). */
+inline commitHold(base) {
+	if
+	:: ABORTING -> ab = 1                           /* Reservation.Abort */
+	:: true -> ab = 0                               /* Reservation.Commit */
+	fi;
+	FINISH(assert(prodCl[SLOT(hpos)] == me + 1 && consCl[SLOT(hpos)] == 0);
+	       if
+	       :: !ab -> pay[SLOT(hpos)] = base; payR[SLOT(hpos)] = 0; seq[SLOT(hpos)] = SW(hpos + 1, 0)  /* Commit: E5, E6 */
+	       :: else -> seq[SLOT(hpos)] = SW(hpos + 1, FSKIP)  /* Abort: E4's word */
+	       fi;
+	       prodCl[SLOT(hpos)] = 0,
+	       rec[myrec] = 0; if :: !ab -> acked[base] = 1 :: else -> skip fi,
+	       enqA, CONS);
+	hpos = 0; ab = 0
+}
 
 /* ---------------- producers ---------------- */
 
@@ -637,9 +846,14 @@ inline futexWait(shortS) {
 		:: sh -> res = R_CLOSED \
 		:: else -> \
 			do \
-			:: ndone < ncall -> \
+			:: ndone < ncall && zc -> \
+				/* zerocopy.go reserve: claimWrite(rec, 1) (E1-E4), the claim then held */ \
+				claimWrite(1); \
+				if :: res == R_OK -> hpos = cpos; ndone = 1 :: else -> skip fi; \
+				break \
+			:: ndone < ncall && !zc -> \
 				rem = ncall - ndone; \
-				ringEnqueue(rem, MSGID(me, next + ndone), 0); \
+				ringEnqueue(rem, MSGID(me, next + ndone), 0, (ndone + cm == ncall && next + ncall > M)); \
 				if :: res == R_OK -> ndone = ndone + cm :: else -> skip fi; \
 				if \
 				:: res != R_OK -> break \
@@ -661,10 +875,10 @@ inline futexWait(shortS) {
 	again = 0; \
 	if :: res == R_FULL -> res = R_RETRY :: else -> skip fi
 
-proctype Producer(byte me; bit batch; bit crashable) {
+proctype Producer(byte me; bit batch; bit crashable; bit zc) {
 	byte self = me, myrec = me;
-	byte next = 1, ncall, ndone, rem, i, j, w, cpos, cm, tries, rmsg, other;
-	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok;
+	byte next = 1, ncall, ndone, rem, i, j, w, cpos, cm, tries, rmsg, other, hpos;
+	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok, counted, fa, ab;
 	byte hp, hw, hs;
 	int dd;
 	byte res;
@@ -672,22 +886,33 @@ proctype Producer(byte me; bit batch; bit crashable) {
 	do
 	:: next > M -> break
 	:: else ->
-		/* Enqueue (or EnqueueBatch of 2 for the first two of a batch producer) */
+		/* Enqueue (or EnqueueBatch of 2 for the first two of a batch
+		 * producer; or, zc, Reserve: zerocopy.go holdFor, the same
+		 * try / checkStall / sleep structure) */
 		if :: batch && next == 1 -> ncall = 2 :: else -> ncall = 1 fi;
 		ndone = 0;
 		SLEEP_LOOP(PROD, deqPos, deqA, CB_PROD);
 		if
-		:: res == R_OK -> next = next + ncall
+		:: res == R_OK && zc ->
+			/* the reservation is held: any number of steps of the
+			 * others may come before Commit (the process may be
+			 * slow, or crash: W's crash points below) */
+			commitHold(MSGID(me, next));
+			next = next + ncall
+		:: res == R_OK && !zc -> next = next + ncall
 		:: else -> break                              /* ErrClosed */
 		fi;
 		ncall = 0; ndone = 0; res = R_OK
 	od;
-	pdone[me] = 1;
-	goto end;
+	if
+	:: counted -> skip                            /* ended at its last E7 (PRODEND) */
+	:: else -> atomic { pdone[me] = 1; nended++ }  /* this process has ended */
+	fi;
+	goto fin;
 crash:
-	atomic { crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0; pdone[me] = 1 }
-end:
-	nended++                                      /* this process has ended */
+	atomic { crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0; stale[me] = 0; insample[me] = 0; pdone[me] = 1; nended++ }
+fin:
+	skip
 }
 #undef TRY
 
@@ -707,7 +932,7 @@ end:
 	do \
 	:: true -> \
 		SHUT_BEFORE; \
-		ringDequeue(maxk, maxs); \
+		if :: zc -> ringTake() :: else -> ringDequeue(maxk, maxs) fi; \
 		SHUT_AFTER; \
 		if \
 		:: res == R_PEND -> res = R_FULL \
@@ -725,34 +950,37 @@ end:
 	again = 0; \
 	if :: res == R_FULL -> res = R_RETRY :: else -> skip fi
 
-proctype Consumer(byte me; byte maxk; byte maxs; bit crashable) {
+proctype Consumer(byte me; byte maxk; byte maxs; bit crashable; bit zc) {
 	byte self = me, myrec = me;
-	byte i, j, w, cpos, cm, ck, c, nk, h0, h1, tries, rmsg, other;
-	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok;
+	byte i, j, w, cpos, cm, ck, c, nk, h0, h1, tries, rmsg, other, tpos;
+	bit wa, ok, sh, again, live, cov, held, cb, sshort, rok, counted, fa, ab;
 	byte hp, hw, hs;
 	int dd;
 	byte res;
 
 	do
-	:: CTXCANCEL && ALLDONE -> break                 /* the application is done */
+	:: atomic { CTXCANCEL && ALLDONE -> nended++; counted = 1 }; break  /* the application is done; the consumer ends (bookkeeping) */
 	:: else ->
 		/* Dequeue (DequeueBatch when maxk == 2) */
 		SLEEP_LOOP(CONS, enqPos, enqA, CB_CONS);
 		if
-		:: res == R_OK -> skip                        /* delivered at D6 */
+		:: res == R_OK && zc -> releaseHold()          /* held: any number of steps of the others first */
+		:: res == R_OK && !zc -> skip                 /* delivered at D6 */
 		:: else -> break                              /* ErrClosed, or ctx done */
 		fi
 	od;
-	goto end;
+	if :: !counted -> nended++ :: else -> skip fi;  /* this process has ended */
+	goto fin;
 crash:
 	atomic {
-		crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0;
+		crashes++; crashed[me] = 1; alive[me] = 0; deadIdx = me; inwait[me] = 0; stale[me] = 0; insample[me] = 0;
 		/* taken and not returned: lost, accounted for */
 		if :: h0 != 0 -> lostok[h0 % 64] = 1 :: else -> skip fi;
-		if :: h1 != 0 -> lostok[h1 % 64] = 1 :: else -> skip fi
+		if :: h1 != 0 -> lostok[h1 % 64] = 1 :: else -> skip fi;
+		nended++                                  /* this process has ended */
 	}
-end:
-	nended++                                      /* this process has ended */
+fin:
+	skip
 }
 #undef TRY
 
@@ -769,7 +997,7 @@ proctype Admin() {
 	byte myrec = NPROC;                               /* after join: the record it takes (takeRecord) */
 	bit crashable = 0;
 	byte i, j, w, cpos, cm, tries, rmsg, p, e, d, c, a0, a1, other;
-	bit wa, ok, sh, live, cov, rok, didShut, didJoin;
+	bit wa, ok, sh, live, cov, rok, didShut, didJoin, counted;
 	int dd;
 	byte res;
 
@@ -830,15 +1058,20 @@ proctype Admin() {
 		W(rec[myrec] = 0)                              /* recoverAll: rec.Store(0) */
 		/* the new participant stays (alive, idle) */
 #endif
-	:: SHUT_DONE -> break
+	:: atomic { SHUT_DONE -> nended++ }; break     /* this process has ended (bookkeeping) */
 	od;
-crash:
-	nended++                                      /* this process has ended */
+	goto fin;
+crash:                                                /* the admin does not crash */
+	nended++;
+fin:
+	skip
 }
 
 init {
 	byte victim = 255;                                /* the process that may crash */
-#if MAXCRASH > 0
+#if MAXCRASH > 0 && defined(VICTIM)
+	victim = VICTIM;                                  /* one run per victim (the long runs) */
+#elif MAXCRASH > 0
 	if
 	:: victim = 255 :: victim = 0
 #ifndef ONEPROD
@@ -861,15 +1094,15 @@ init {
 #define C2K 1
 #define C2S 1                                         /* consumer 2: dequeue1 (TryDequeue's path) */
 #endif
-		run Producer(0, BATCHP, victim == 0);         /* EnqueueBatch of 2 first, with BATCH */
+		run Producer(0, BATCHP, victim == 0, ZC0);    /* EnqueueBatch of 2 first, with BATCH */
 #ifndef ONEPROD
-		run Producer(1, 0, victim == 1);
+		run Producer(1, 0, victim == 1, ZC1);
 #else
 		pdone[1] = 1;
 #endif
-		run Consumer(2, C2K, C2S, victim == 2);
+		run Consumer(2, C2K, C2S, victim == 2, ZC2);
 #ifndef ONECONS
-		run Consumer(3, 1, 2, victim == 3);           /* dequeue via claimRead(max 1) */
+		run Consumer(3, 1, 2, victim == 3, ZC3);      /* dequeue via claimRead(max 1), or Take */
 #endif
 		run Admin();
 		nstarted = 5;
