@@ -21,12 +21,13 @@ func storeRelease(p *atomic.Uint64, v uint64) {
 }
 
 // fence is a full memory barrier: any locked instruction is one on amd64.
-// wake needs it after a release-store publish: the processor may otherwise
-// let the waker's load of the waiter bitmap run ahead of its buffered
-// publish (store-to-load reordering), and then the waker sees no sleeper
-// while the sleeper's retry still sees the slot unpublished, a lost
-// wake-up. The word is on the caller's stack, so the barrier contends with
-// nothing.
+// finish() (zerocopy.go) needs it between its release-store publish or
+// release and its load of the asleep bit in the other side's position
+// word: the processor may otherwise let that load run ahead of the
+// buffered store (store-to-load reordering), and then the finisher sees no
+// sleeper while the sleeper's retry still sees the slot unchanged, a
+// wake-up missed (model/README.md, m7). The word is on the caller's stack,
+// so the barrier contends with nothing.
 func fence() {
 	var x atomic.Uint32
 	x.Add(1)
