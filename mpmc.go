@@ -207,8 +207,10 @@ func (cfg Config) check() (geometry, uint32, error) {
 // Open joins the existing queue segment at path. The file is fully validated
 // before it is mapped: a file that is not a queue, has another layout
 // version, an impossible geometry or a size that does not match its header is
-// refused with an error wrapping ErrBadSegment. If the segment is still being
-// created by another process, Open waits for it for a short while.
+// refused with an error wrapping ErrBadSegment; a valid queue created with
+// Config.Eventfd is refused with ErrNoEventfd (join it with Receive). If the
+// segment is still being created by another process, Open waits for it for
+// a short while.
 func Open(path string) (*Queue, error) {
 	for attempt := 1; ; attempt++ {
 		seg, err := openSegment(path)
