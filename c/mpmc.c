@@ -193,16 +193,16 @@ static bool covers(uint64_t r, int side, uint64_t qpos)
 static uint64_t ld(_Atomic uint64_t *a) { return atomic_load_explicit(a, memory_order_seq_cst); }
 static void st_rel(_Atomic uint64_t *a, uint64_t v) { atomic_store_explicit(a, v, memory_order_release); }
 
-/* A slot ahead of position p (section 8.3, "w is stale"): either the position word has
- * moved on since it was read (true; *w is reloaded), or the segment is
- * corrupt (false). */
-static int moved_on(_Atomic uint64_t *pos, uint64_t p, uint64_t *w)
+/* A slot ahead of position p (section 8.3, "w is stale"): either the
+ * position word has moved on since it was read (true; *w is reloaded), or
+ * the segment is corrupt (false). */
+static bool moved_on(_Atomic uint64_t *pos, uint64_t p, uint64_t *w)
 {
 	uint64_t w2 = ld(pos);
 	if ((w2 & POS) == p)
-		return 0;
+		return false;
 	*w = w2;
-	return 1;
+	return true;
 }
 
 static void count(mpmc_queue *q, int idx)
